@@ -1,0 +1,48 @@
+# The README's commands. `make run` starts the whole shop; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format migrate seed clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --no-input
+
+seed: migrate
+	$(BIN)/python manage.py seed_catalog
+
+# Flower always asks for a password: without CELERY_FLOWER_PASSWORD one is made and printed.
+run: seed
+	@export CELERY_FLOWER_USER="$${CELERY_FLOWER_USER:-admin}"; \
+	if [ -z "$$CELERY_FLOWER_PASSWORD" ]; then \
+	  export CELERY_FLOWER_PASSWORD="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))')"; \
+	fi; \
+	echo ""; \
+	echo "  Storefront  http://127.0.0.1:8000/"; \
+	echo "  Admin       http://127.0.0.1:8000/admin/  (create a login: $(BIN)/python manage.py createsuperuser)"; \
+	echo "  Dev outbox  http://127.0.0.1:8000/dev/outbox/"; \
+	echo "  Flower      http://127.0.0.1:5555/  user $$CELERY_FLOWER_USER, password $$CELERY_FLOWER_PASSWORD"; \
+	echo ""; \
+	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho start --procfile Procfile
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from config.api import api
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", api.urls),
+    path("", include("notifications.urls")),
+    path("", include("orders.urls")),
+    path("", include("shop.urls")),
+]

@@ -1,0 +1,78 @@
+"""Sending email once per purpose, through whatever Django email backend is configured."""
+
+import smtplib
+import socket
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db.models import F
+from django.utils import timezone
+
+from notifications.models import EmailDelivery
+
+
+class EmailTemporaryFailure(Exception):
+    """The mail server could not take the message now (4xx, timeout, refused): try again later."""
+
+
+class EmailPermanentFailure(Exception):
+    """The mail server refused the message for good (5xx, bad recipient): retrying will not help."""
+
+
+@dataclass(frozen=True)
+class EmailSent:
+    message_id: str
+    already_sent: bool
+
+
+def email_send(*, purpose_key: str, recipient: str, subject: str, body: str) -> EmailSent:
+    """Send one email for ``purpose_key``; if it was sent before, send nothing and say so.
+
+    The Message-ID is derived from the purpose key, so even a resend after a crash between the
+    server's acceptance and our log update carries the same ID for the receiving side to fold.
+    """
+    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].rstrip(">") or "localhost"
+    delivery, _ = EmailDelivery.objects.get_or_create(
+        purpose_key=purpose_key,
+        defaults={
+            "recipient": recipient,
+            "subject": subject,
+            "message_id": f"<{purpose_key}@{domain}>",
+        },
+    )
+    if delivery.status == EmailDelivery.Status.SENT:
+        return EmailSent(message_id=delivery.message_id, already_sent=True)
+
+    EmailDelivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") + 1)
+    message = EmailMessage(
+        subject=subject,
+        body=body,
+        to=[recipient],
+        headers={"Message-ID": delivery.message_id},
+    )
+    try:
+        message.send()
+    except smtplib.SMTPResponseException as exc:
+        error = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
+        _delivery_failed(delivery, error)
+        if 400 <= exc.smtp_code < 500:
+            raise EmailTemporaryFailure(error) from exc
+        raise EmailPermanentFailure(error) from exc
+    except smtplib.SMTPRecipientsRefused as exc:
+        _delivery_failed(delivery, f"recipient refused: {exc.recipients!r}")
+        raise EmailPermanentFailure(f"recipient refused: {exc.recipients!r}") from exc
+    except (smtplib.SMTPException, socket.timeout, OSError) as exc:
+        _delivery_failed(delivery, repr(exc))
+        raise EmailTemporaryFailure(repr(exc)) from exc
+
+    EmailDelivery.objects.filter(pk=delivery.pk).update(
+        status=EmailDelivery.Status.SENT, sent_at=timezone.now(), last_error=""
+    )
+    return EmailSent(message_id=delivery.message_id, already_sent=False)
+
+
+def _delivery_failed(delivery: EmailDelivery, error: str) -> None:
+    EmailDelivery.objects.filter(pk=delivery.pk).update(
+        status=EmailDelivery.Status.FAILED, last_error=error[:2000]
+    )

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from notifications import views
+
+app_name = "notifications"
+urlpatterns = [
+    path("dev/outbox/", views.outbox, name="outbox"),
+    path("dev/outbox/<int:message_id>/", views.outbox, name="outbox_message"),
+]

@@ -1,0 +1,132 @@
+"""The orders JSON API: place an order, read its status."""
+
+from typing import Annotated, Literal
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from ninja import Header, Router, Schema, Status
+from ninja.errors import HttpError
+from pydantic import AfterValidator, Field, StrictInt, StringConstraints
+
+from orders import selectors, services
+from orders.models import Order
+from orders.payments import PaymentRefused
+
+router = Router(tags=["orders"])
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _email(value: str) -> str:
+    try:
+        validate_email(value)
+    except DjangoValidationError:
+        raise ValueError("Enter a valid email address.") from None
+    return value
+
+
+def _card_number(value: str) -> str:
+    digits = value.replace(" ", "").replace("-", "")
+    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+        raise ValueError("Enter a card number of 12 to 19 digits.")
+    return digits
+
+
+class AddressIn(Schema):
+    line1: Text
+    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)]
+    country: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=60)]
+
+
+class ItemIn(Schema):
+    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    quantity: Annotated[StrictInt, Field(ge=1, le=99)]
+
+
+class OrderIn(Schema):
+    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)]
+    name: Text
+    address: AddressIn
+    items: Annotated[list[ItemIn], Field(min_length=1, max_length=50)]
+    card_number: Annotated[str, AfterValidator(_card_number)]
+
+
+FollowUpKind = Literal["confirmation_email", "warehouse_sync", "invoice"]
+FollowUpStatus = Literal["pending", "running", "retrying", "succeeded", "dead"]
+
+
+class FollowUpOut(Schema):
+    kind: FollowUpKind
+    status: FollowUpStatus
+    attempts: int
+
+
+class OrderOut(Schema):
+    id: str
+    number: str
+    status: Literal["placed", "ready"]
+    total: str
+    follow_ups: list[FollowUpOut]
+
+
+class ErrorOut(Schema):
+    detail: str | list
+    code: str | None = None
+
+
+def order_out(order: Order) -> dict:
+    return {
+        "id": str(order.pk),
+        "number": order.number,
+        "status": selectors.order_status(order),
+        "total": f"{order.total:.2f}",
+        "follow_ups": [
+            {"kind": f.kind, "status": f.status, "attempts": f.attempts}
+            for f in order.follow_ups.all()
+        ],
+    }
+
+
+@router.post(
+    "/orders/",
+    response={200: OrderOut, 201: OrderOut, 402: ErrorOut, 409: ErrorOut, 422: ErrorOut},
+)
+def order_create(
+    request,
+    payload: OrderIn,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+):
+    try:
+        placed = services.order_place(
+            email=payload.email,
+            name=payload.name,
+            address=services.Address(**payload.address.dict()),
+            lines=[services.LineRequest(sku=item.sku, quantity=item.quantity) for item in payload.items],
+            card_number=payload.card_number,
+            idempotency_key=idempotency_key or None,
+        )
+    except PaymentRefused as exc:
+        return Status(402, {"detail": exc.message, "code": exc.code})
+    except services.OutOfStock as exc:
+        return Status(409, {"detail": str(exc), "code": "out_of_stock"})
+    except services.UnknownProducts as exc:
+        skus = set(exc.skus)
+        errors = [
+            {"loc": ["body", "payload", "items", index, "sku"], "msg": f"Unknown SKU {item.sku!r}."}
+            for index, item in enumerate(payload.items)
+            if item.sku in skus
+        ]
+        return Status(422, {"detail": errors, "code": "unknown_sku"})
+    except services.IdempotencyKeyReused as exc:
+        return Status(422, {"detail": str(exc), "code": "idempotency_key_reused"})
+    order = selectors.order_get(order_id=placed.order.pk)
+    return Status((201 if placed.created else 200), order_out(order))
+
+
+@router.get("/orders/{order_id}/", response={200: OrderOut, 404: ErrorOut})
+def order_detail(request, order_id: str):
+    order = selectors.order_get(order_id=order_id)
+    if order is None:
+        raise HttpError(404, "No such order.")
+    return Status(200, order_out(order))

@@ -1,0 +1,24 @@
+from django import forms
+
+
+class CheckoutForm(forms.Form):
+    email = forms.EmailField(max_length=254)
+    name = forms.CharField(max_length=200)
+    line1 = forms.CharField(label="Street and number", max_length=200)
+    city = forms.CharField(max_length=100)
+    postal_code = forms.CharField(label="Postal code", max_length=20)
+    country = forms.CharField(max_length=60, initial="NL")
+    card_number = forms.CharField(label="Card number", max_length=23)
+    token = forms.CharField(widget=forms.HiddenInput)
+
+    def clean_card_number(self):
+        digits = self.cleaned_data["card_number"].replace(" ", "").replace("-", "")
+        if not digits.isdigit() or not 12 <= len(digits) <= 19:
+            raise forms.ValidationError("Enter a card number of 12 to 19 digits.")
+        return digits
+
+    def clean_country(self):
+        country = self.cleaned_data["country"].strip()
+        if len(country) < 2:
+            raise forms.ValidationError("Enter a country name or its two-letter code.")
+        return country

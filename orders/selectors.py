@@ -1,0 +1,35 @@
+"""Reads of orders for pages and the API."""
+
+import uuid
+
+from orders.models import FollowUp, Invoice, Order
+
+
+def order_get(*, order_id) -> Order | None:
+    """The order with its lines and follow-ups, or ``None`` for an unknown or malformed id."""
+    try:
+        order_uuid = uuid.UUID(str(order_id))
+    except ValueError:
+        return None
+    return (
+        Order.objects.prefetch_related("lines", "follow_ups")
+        .filter(pk=order_uuid)
+        .first()
+    )
+
+
+def order_status(order: Order) -> str:
+    """"ready" once every follow-up succeeded; "placed" until then."""
+    follow_ups = list(order.follow_ups.all())
+    if follow_ups and all(f.status == FollowUp.Status.SUCCEEDED for f in follow_ups):
+        return Order.Status.READY
+    return Order.Status.PLACED
+
+
+def invoice_pdf_get(*, order: Order) -> bytes | None:
+    pdf = Invoice.objects.filter(order=order).values_list("pdf", flat=True).first()
+    return bytes(pdf) if pdf is not None else None
+
+
+def order_for_checkout_key(*, key: str) -> Order | None:
+    return Order.objects.filter(checkout_request__key=key).first()

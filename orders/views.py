@@ -1,0 +1,101 @@
+"""Checkout and order pages."""
+
+import secrets
+
+from django.contrib import messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from orders import selectors, services
+from orders.forms import CheckoutForm
+from orders.payments import TEST_CARDS, PaymentRefused
+from shop.cart import Cart, cart_total
+
+CHECKOUT_TOKENS_KEY = "checkout_tokens"
+
+
+@require_http_methods(["GET", "POST"])
+def checkout(request):
+    cart = Cart(request.session)
+    lines = cart.lines()
+    form = CheckoutForm(request.POST or None, initial={"token": _checkout_token_issue(request)})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        if data["token"] not in request.session.get(CHECKOUT_TOKENS_KEY, []):
+            messages.error(request, "This checkout form has expired. Please check and submit again.")
+            return redirect("orders:checkout")
+        earlier = selectors.order_for_checkout_key(key=_checkout_key(data["token"]))
+        if earlier is not None:  # a double click: the first click already placed the order
+            return redirect("orders:order_detail", order_id=earlier.pk)
+        if not lines:
+            messages.error(request, "Your cart is empty.")
+            return redirect("shop:cart_detail")
+        try:
+            placed = services.order_place(
+                email=data["email"],
+                name=data["name"],
+                address=services.Address(
+                    line1=data["line1"],
+                    city=data["city"],
+                    postal_code=data["postal_code"],
+                    country=data["country"],
+                ),
+                lines=[services.LineRequest(sku=line.product.sku, quantity=line.quantity) for line in lines],
+                card_number=data["card_number"],
+                idempotency_key=_checkout_key(data["token"]),
+            )
+        except PaymentRefused as exc:
+            form.add_error("card_number", exc.message)
+        except services.OutOfStock as exc:
+            messages.error(request, str(exc))
+            return redirect("shop:cart_detail")
+        except services.CheckoutError as exc:
+            messages.error(request, str(exc))
+        else:
+            cart.clear()
+            messages.success(request, f"Thank you! Order {placed.order.number} is placed.")
+            return redirect("orders:order_detail", order_id=placed.order.pk)
+    elif request.method == "GET" and not lines:
+        messages.info(request, "Your cart is empty.")
+        return redirect("shop:cart_detail")
+    return render(
+        request,
+        "orders/checkout.html",
+        {"form": form, "lines": lines, "total": cart_total(lines), "test_cards": TEST_CARDS},
+    )
+
+
+def _checkout_token_issue(request) -> str:
+    """A one-time token per checkout form: a double submit of one form makes one order."""
+    token = secrets.token_urlsafe(24)
+    tokens = request.session.get(CHECKOUT_TOKENS_KEY, [])[-9:] + [token]
+    request.session[CHECKOUT_TOKENS_KEY] = tokens
+    return token
+
+
+def _checkout_key(token: str) -> str:
+    return f"checkout-form:{token}"
+
+
+@require_GET
+def order_detail(request, order_id: str):
+    order = selectors.order_get(order_id=order_id)
+    if order is None:
+        raise Http404("No such order")
+    return render(
+        request,
+        "orders/order_detail.html",
+        {"order": order, "status": selectors.order_status(order), "follow_ups": order.follow_ups.all()},
+    )
+
+
+@require_GET
+def invoice_pdf(request, order_id: str):
+    order = selectors.order_get(order_id=order_id)
+    pdf = selectors.invoice_pdf_get(order=order) if order is not None else None
+    if pdf is None:
+        raise Http404("No invoice for this order yet")
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="invoice-{order.number}.pdf"'
+    return response

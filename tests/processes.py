@@ -1,0 +1,162 @@
+"""Real processes for tests: a Celery worker, the warehouse simulator, a web server, an SMTP server.
+
+Each runs from this checkout's virtualenv with the environment the test gives it, logs to a file
+(printed when a test fails to start one) and is stopped, hard if need be, when the test is done.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float, interval: float = 0.1, message: str = ""):
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+class Process:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path):
+        self.name = name
+        self.log_path = log_dir / f"{name}-{time.time_ns()}.log"
+        self.log_file = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
+        self.popen = subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 30) -> None:
+        def ready():
+            if self.popen.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.popen.returncode}:\n{self.log()}")
+            return text in self.log()
+
+        try:
+            wait_until(ready, timeout=timeout, message=f"{self.name} to log {text!r}")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"{self.name} did not start:\n{self.log()[-4000:]}") from None
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.popen.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+            except ProcessLookupError:
+                pass
+        self.log_file.close()
+
+
+def start_worker(env: dict[str, str], log_dir: Path, *, queues="critical,default,bulk", concurrency=2, name="worker") -> Process:
+    worker = Process(
+        name,
+        [
+            str(BIN / "celery"), "-A", "config", "worker",
+            "--queues", queues, "--concurrency", str(concurrency), "--pool", "prefork",
+            "--hostname", f"{name}-{time.time_ns()}@%h", "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--task-events",
+        ],
+        env,
+        log_dir,
+    )
+    worker.wait_for_log("ready.", timeout=60)
+    return worker
+
+
+def start_warehouse(env: dict[str, str], log_dir: Path, *, port: int, database: Path, latency_ms=5, failure_rate=0.0) -> Process:
+    warehouse = Process(
+        "warehouse",
+        [
+            str(BIN / "python"), "-m", "orders.warehouse_simulator", "--port", str(port),
+            "--database", str(database), "--latency-ms", str(latency_ms), "--failure-rate", str(failure_rate),
+        ],
+        env,
+        log_dir,
+    )
+    warehouse.wait_for_log("warehouse simulator on", timeout=20)
+    return warehouse
+
+
+class SMTPRecorder:
+    """A real SMTP server (aiosmtpd) in a thread that keeps every message it accepts."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+        self.lock = threading.Lock()
+        self.refusals: list[str] = []  # SMTP replies to give instead of accepting, in order
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes
+
+        with self.lock:
+            if self.refusals:
+                return self.refusals.pop(0)
+        parsed = message_from_bytes(envelope.content)
+        with self.lock:
+            self.messages.append(
+                {
+                    "to": list(envelope.rcpt_tos),
+                    "subject": parsed["Subject"],
+                    "message_id": parsed["Message-ID"],
+                    "body": parsed.get_payload(decode=True).decode(errors="replace"),
+                }
+            )
+        return "250 Message accepted for delivery"
+
+    @property
+    def port(self) -> int:
+        return self.controller.port
+
+    def start(self) -> "SMTPRecorder":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.messages.clear()
+            self.refusals.clear()
+
+    def refuse_next(self, *replies: str) -> None:
+        """Answer the next messages with these replies, e.g. "451 4.3.0 Try again later"."""
+        with self.lock:
+            self.refusals.extend(replies)
+
+    def for_subject(self, text: str) -> list[dict]:
+        with self.lock:
+            return [m for m in self.messages if text in (m["subject"] or "")]
