@@ -1,7 +1,6 @@
 """Sending email once per purpose, through whatever Django email backend is configured."""
 
 import smtplib
-import socket
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -62,7 +61,7 @@ def email_send(*, purpose_key: str, recipient: str, subject: str, body: str) -> 
     except smtplib.SMTPRecipientsRefused as exc:
         _delivery_failed(delivery, f"recipient refused: {exc.recipients!r}")
         raise EmailPermanentFailure(f"recipient refused: {exc.recipients!r}") from exc
-    except (smtplib.SMTPException, socket.timeout, OSError) as exc:
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         _delivery_failed(delivery, repr(exc))
         raise EmailTemporaryFailure(repr(exc)) from exc
 

@@ -14,4 +14,6 @@ def outbox(request, message_id: int | None = None):
         raise Http404("The outbox exists only in development")
     selected = get_object_or_404(OutboxMessage, pk=message_id) if message_id else None
     recent = OutboxMessage.objects.all()[:100]
-    return render(request, "notifications/outbox.html", {"messages_kept": recent, "selected": selected})
+    return render(
+        request, "notifications/outbox.html", {"messages_kept": recent, "selected": selected}
+    )

@@ -35,7 +35,9 @@ def _card_number(value: str) -> str:
 class AddressIn(Schema):
     line1: Text
     city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)]
+    postal_code: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)
+    ]
     country: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=60)]
 
 
@@ -45,7 +47,9 @@ class ItemIn(Schema):
 
 
 class OrderIn(Schema):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)]
+    email: Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)
+    ]
     name: Text
     address: AddressIn
     items: Annotated[list[ItemIn], Field(min_length=1, max_length=50)]
@@ -102,7 +106,9 @@ def order_create(
             email=payload.email,
             name=payload.name,
             address=services.Address(**payload.address.dict()),
-            lines=[services.LineRequest(sku=item.sku, quantity=item.quantity) for item in payload.items],
+            lines=[
+                services.LineRequest(sku=item.sku, quantity=item.quantity) for item in payload.items
+            ],
             card_number=payload.card_number,
             idempotency_key=idempotency_key or None,
         )

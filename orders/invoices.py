@@ -27,7 +27,13 @@ def invoice_pdf(order: Order) -> bytes:
     )
     rows = [["Item", "SKU", "Qty", "Unit price", "Amount"]]
     rows += [
-        [Paragraph(escape(line.name), styles["Normal"]), line.sku, str(line.quantity), f"{line.unit_price:.2f}", f"{line.subtotal:.2f}"]
+        [
+            Paragraph(escape(line.name), styles["Normal"]),
+            line.sku,
+            str(line.quantity),
+            f"{line.unit_price:.2f}",
+            f"{line.subtotal:.2f}",
+        ]
         for line in order.lines.all()
     ]
     rows.append(["", "", "", "Total (EUR)", f"{order.total:.2f}"])

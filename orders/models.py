@@ -50,8 +50,13 @@ class OrderLine(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["order", "product"], name="order_line_unique_product"),
-            models.CheckConstraint(condition=models.Q(quantity__gt=0), name="order_line_quantity_positive"),
+            models.CheckConstraint(
+                condition=models.Q(quantity__gt=0), name="order_line_quantity_positive"
+            ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.name}"
 
     @property
     def subtotal(self):
@@ -102,6 +107,9 @@ class Invoice(models.Model):
     pdf = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"Invoice for {self.order_id}"
+
 
 class CheckoutRequest(models.Model):
     """An idempotency key seen at checkout: the same key and body give the same order back."""
@@ -110,3 +118,6 @@ class CheckoutRequest(models.Model):
     request_hash = models.CharField(max_length=64)
     order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="checkout_request")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.key

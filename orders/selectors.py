@@ -11,15 +11,11 @@ def order_get(*, order_id) -> Order | None:
         order_uuid = uuid.UUID(str(order_id))
     except ValueError:
         return None
-    return (
-        Order.objects.prefetch_related("lines", "follow_ups")
-        .filter(pk=order_uuid)
-        .first()
-    )
+    return Order.objects.prefetch_related("lines", "follow_ups").filter(pk=order_uuid).first()
 
 
 def order_status(order: Order) -> str:
-    """"ready" once every follow-up succeeded; "placed" until then."""
+    """ "ready" once every follow-up succeeded; "placed" until then."""
     follow_ups = list(order.follow_ups.all())
     if follow_ups and all(f.status == FollowUp.Status.SUCCEEDED for f in follow_ups):
         return Order.Status.READY

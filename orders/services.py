@@ -332,7 +332,9 @@ def _follow_up_finish(follow_up: FollowUp, **fields) -> None:
 
 def retry_delay_seconds(*, attempt: int, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter, capped; never sooner than the server asked."""
-    ceiling = min(settings.FOLLOW_UP_RETRY_CAP_SECONDS, settings.FOLLOW_UP_RETRY_BASE_SECONDS * 2**attempt)
+    ceiling = min(
+        settings.FOLLOW_UP_RETRY_CAP_SECONDS, settings.FOLLOW_UP_RETRY_BASE_SECONDS * 2**attempt
+    )
     delay = random.uniform(0, ceiling)
     if retry_after is not None:
         delay = max(delay, min(retry_after, settings.FOLLOW_UP_RETRY_CAP_SECONDS))

@@ -37,7 +37,9 @@ def _run_follow_up(task: Task, follow_up_id: int, perform: Callable[..., dict]) 
     except TRANSIENT_ERRORS as exc:
         error = f"{type(exc).__name__}: {exc}"
         if follow_up.attempts >= settings.FOLLOW_UP_MAX_ATTEMPTS:
-            services.follow_up_bury(follow_up=follow_up, error=f"gave up after {follow_up.attempts} attempts: {error}")
+            services.follow_up_bury(
+                follow_up=follow_up, error=f"gave up after {follow_up.attempts} attempts: {error}"
+            )
             raise
         delay = services.retry_delay_seconds(
             attempt=follow_up.attempts, retry_after=getattr(exc, "retry_after", None)

@@ -23,7 +23,9 @@ def checkout(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         if data["token"] not in request.session.get(CHECKOUT_TOKENS_KEY, []):
-            messages.error(request, "This checkout form has expired. Please check and submit again.")
+            messages.error(
+                request, "This checkout form has expired. Please check and submit again."
+            )
             return redirect("orders:checkout")
         earlier = selectors.order_for_checkout_key(key=_checkout_key(data["token"]))
         if earlier is not None:  # a double click: the first click already placed the order
@@ -41,7 +43,10 @@ def checkout(request):
                     postal_code=data["postal_code"],
                     country=data["country"],
                 ),
-                lines=[services.LineRequest(sku=line.product.sku, quantity=line.quantity) for line in lines],
+                lines=[
+                    services.LineRequest(sku=line.product.sku, quantity=line.quantity)
+                    for line in lines
+                ],
                 card_number=data["card_number"],
                 idempotency_key=_checkout_key(data["token"]),
             )
@@ -86,7 +91,11 @@ def order_detail(request, order_id: str):
     return render(
         request,
         "orders/order_detail.html",
-        {"order": order, "status": selectors.order_status(order), "follow_ups": order.follow_ups.all()},
+        {
+            "order": order,
+            "status": selectors.order_status(order),
+            "follow_ups": order.follow_ups.all(),
+        },
     )
 
 

@@ -52,7 +52,13 @@ class Warehouse:
             reference = f"SHP-{uuid.uuid4().hex[:12].upper()}"
             self.connection.execute(
                 "INSERT INTO shipment VALUES (?, ?, ?, ?, ?)",
-                (reference, idempotency_key, payload["order_number"], json.dumps(payload), time.time()),
+                (
+                    reference,
+                    idempotency_key,
+                    payload["order_number"],
+                    json.dumps(payload),
+                    time.time(),
+                ),
             )
             self.connection.commit()
             return {"reference": reference, "order_number": payload["order_number"]}, True
@@ -73,7 +79,10 @@ def make_handler(warehouse: Warehouse):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format, *args):  # one line per request, to stdout like the others
-            print(f"warehouse: {self.command} {self.path} {args[1] if len(args) > 1 else ''}", flush=True)
+            print(
+                f"warehouse: {self.command} {self.path} {args[1] if len(args) > 1 else ''}",
+                flush=True,
+            )
 
         def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
             data = json.dumps(body).encode()
@@ -120,7 +129,9 @@ def make_handler(warehouse: Warehouse):
                 return
             config = warehouse.config
             if config["outage"]:
-                self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "outage"}, {"Retry-After": "5"})
+                self._send(
+                    HTTPStatus.SERVICE_UNAVAILABLE, {"error": "outage"}, {"Retry-After": "5"}
+                )
                 return
             time.sleep(config["latency_ms"] / 1000)
             if random.random() < config["failure_rate"]:
@@ -129,13 +140,18 @@ def make_handler(warehouse: Warehouse):
             key = self.headers.get("Idempotency-Key")
             body = self._body()
             if config["reject"]:
-                self._send(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": "address cannot be delivered to"})
+                self._send(
+                    HTTPStatus.UNPROCESSABLE_ENTITY, {"error": "address cannot be delivered to"}
+                )
                 return
             if not key:
                 self._send(HTTPStatus.BAD_REQUEST, {"error": "Idempotency-Key header is required"})
                 return
             if body is None or not body.get("order_number") or not body.get("lines"):
-                self._send(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": "order_number and lines are required"})
+                self._send(
+                    HTTPStatus.UNPROCESSABLE_ENTITY,
+                    {"error": "order_number and lines are required"},
+                )
                 return
             shipment, created = warehouse.ship(key, body)
             self._send(HTTPStatus.CREATED if created else HTTPStatus.OK, shipment)
@@ -147,8 +163,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("WAREHOUSE_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("WAREHOUSE_PORT", "8001")))
-    parser.add_argument("--database", default=os.environ.get("WAREHOUSE_DATABASE", "var/warehouse.sqlite3"))
-    parser.add_argument("--latency-ms", type=float, default=float(os.environ.get("WAREHOUSE_LATENCY_MS", "50")))
+    parser.add_argument(
+        "--database", default=os.environ.get("WAREHOUSE_DATABASE", "var/warehouse.sqlite3")
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=float(os.environ.get("WAREHOUSE_LATENCY_MS", "50"))
+    )
     parser.add_argument(
         "--failure-rate", type=float, default=float(os.environ.get("WAREHOUSE_FAILURE_RATE", "0"))
     )

@@ -73,7 +73,9 @@ def database_url(settings_dict: dict) -> str:
 
 
 @pytest.fixture(scope="session")
-def worker_env(django_db_setup, django_db_blocker, smtp_server, warehouse_process) -> dict[str, str]:
+def worker_env(
+    django_db_setup, django_db_blocker, smtp_server, warehouse_process
+) -> dict[str, str]:
     with django_db_blocker.unblock():
         url = database_url(connection.settings_dict)
     return {

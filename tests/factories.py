@@ -34,24 +34,40 @@ DECLINED_CARD = "4000000000000002"
 INSUFFICIENT_FUNDS_CARD = "4000000000009995"
 
 
-def checkout_payload(*items: tuple[str, int], email="ann@example.com", card_number=GOOD_CARD) -> dict:
+def checkout_payload(
+    *items: tuple[str, int], email="ann@example.com", card_number=GOOD_CARD
+) -> dict:
     """A valid POST /api/orders/ body for the given (sku, quantity) pairs."""
     return {
         "email": email,
         "name": "Ann Example",
-        "address": {"line1": "Kerkstraat 1", "city": "Amsterdam", "postal_code": "1017 GA", "country": "NL"},
+        "address": {
+            "line1": "Kerkstraat 1",
+            "city": "Amsterdam",
+            "postal_code": "1017 GA",
+            "country": "NL",
+        },
         "items": [{"sku": sku, "quantity": quantity} for sku, quantity in items],
         "card_number": card_number,
     }
 
 
-def place_order(*items: tuple[Product, int], card_number=GOOD_CARD, idempotency_key=None, email="ann@example.com"):
+def place_order(
+    *items: tuple[Product, int],
+    card_number=GOOD_CARD,
+    idempotency_key=None,
+    email="ann@example.com",
+):
     """Place an order through the real service."""
     return services.order_place(
         email=email,
         name="Ann Example",
-        address=services.Address(line1="Kerkstraat 1", city="Amsterdam", postal_code="1017 GA", country="NL"),
-        lines=[services.LineRequest(sku=product.sku, quantity=quantity) for product, quantity in items],
+        address=services.Address(
+            line1="Kerkstraat 1", city="Amsterdam", postal_code="1017 GA", country="NL"
+        ),
+        lines=[
+            services.LineRequest(sku=product.sku, quantity=quantity) for product, quantity in items
+        ],
         card_number=card_number,
         idempotency_key=idempotency_key,
     )

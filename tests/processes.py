@@ -26,7 +26,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], object], *, timeout: float, interval: float = 0.1, message: str = ""):
+def wait_until(
+    predicate: Callable[[], object], *, timeout: float, interval: float = 0.1, message: str = ""
+):
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -44,7 +46,12 @@ class Process:
         self.log_path = log_dir / f"{name}-{time.time_ns()}.log"
         self.log_file = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self.popen = subprocess.Popen(
-            args, cwd=REPO, env=env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            cwd=REPO,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log(self) -> str:
@@ -53,7 +60,9 @@ class Process:
     def wait_for_log(self, text: str, timeout: float = 30) -> None:
         def ready():
             if self.popen.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.popen.returncode}:\n{self.log()}")
+                raise AssertionError(
+                    f"{self.name} exited with {self.popen.returncode}:\n{self.log()}"
+                )
             return text in self.log()
 
         try:
@@ -63,7 +72,9 @@ class Process:
             raise AssertionError(f"{self.name} did not start:\n{self.log()[-4000:]}") from None
 
     def children(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.popen.pid)], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.popen.pid)], capture_output=True, text=True
+        ).stdout
         return [int(pid) for pid in out.split()]
 
     def stop(self, timeout: float = 15) -> None:
@@ -79,14 +90,34 @@ class Process:
         self.log_file.close()
 
 
-def start_worker(env: dict[str, str], log_dir: Path, *, queues="critical,default,bulk", concurrency=2, name="worker") -> Process:
+def start_worker(
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    queues="critical,default,bulk",
+    concurrency=2,
+    name="worker",
+) -> Process:
     worker = Process(
         name,
         [
-            str(BIN / "celery"), "-A", "config", "worker",
-            "--queues", queues, "--concurrency", str(concurrency), "--pool", "prefork",
-            "--hostname", f"{name}-{time.time_ns()}@%h", "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--task-events",
+            str(BIN / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--queues",
+            queues,
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            "prefork",
+            "--hostname",
+            f"{name}-{time.time_ns()}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--task-events",
         ],
         env,
         log_dir,
@@ -95,12 +126,23 @@ def start_worker(env: dict[str, str], log_dir: Path, *, queues="critical,default
     return worker
 
 
-def start_warehouse(env: dict[str, str], log_dir: Path, *, port: int, database: Path, latency_ms=5, failure_rate=0.0) -> Process:
+def start_warehouse(
+    env: dict[str, str], log_dir: Path, *, port: int, database: Path, latency_ms=5, failure_rate=0.0
+) -> Process:
     warehouse = Process(
         "warehouse",
         [
-            str(BIN / "python"), "-m", "orders.warehouse_simulator", "--port", str(port),
-            "--database", str(database), "--latency-ms", str(latency_ms), "--failure-rate", str(failure_rate),
+            str(BIN / "python"),
+            "-m",
+            "orders.warehouse_simulator",
+            "--port",
+            str(port),
+            "--database",
+            str(database),
+            "--latency-ms",
+            str(latency_ms),
+            "--failure-rate",
+            str(failure_rate),
         ],
         env,
         log_dir,

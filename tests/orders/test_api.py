@@ -26,7 +26,9 @@ def test_products_list_shape(client):
     response = client.get("/api/products/")
     assert response.status_code == 200
     assert response.json() == {
-        "items": [{"sku": "SEED-X", "name": "Seeds", "category": "seeds", "price": "3.50", "stock": 7}]
+        "items": [
+            {"sku": "SEED-X", "name": "Seeds", "category": "seeds", "price": "3.50", "stock": 7}
+        ]
     }
 
 
@@ -62,17 +64,26 @@ def test_get_order_returns_current_statuses(client):
     response = client.get(f"/api/orders/{order_id}/")
     assert response.status_code == 200
     assert response.json()["id"] == order_id
-    assert [f["kind"] for f in response.json()["follow_ups"]] == ["confirmation_email", "warehouse_sync", "invoice"]
+    assert [f["kind"] for f in response.json()["follow_ups"]] == [
+        "confirmation_email",
+        "warehouse_sync",
+        "invoice",
+    ]
 
 
-@pytest.mark.parametrize("order_id", [str(uuid.uuid4()), "not-a-uuid", "1", "00000000-0000-0000-0000-00000000000g"])
+@pytest.mark.parametrize(
+    "order_id", [str(uuid.uuid4()), "not-a-uuid", "1", "00000000-0000-0000-0000-00000000000g"]
+)
 def test_unknown_or_malformed_order_id_is_404(client, order_id):
     response = client.get(f"/api/orders/{order_id}/")
     assert response.status_code == 404
     assert response.json()["detail"]
 
 
-@pytest.mark.parametrize(("card", "code"), [(DECLINED_CARD, "card_declined"), (INSUFFICIENT_FUNDS_CARD, "insufficient_funds")])
+@pytest.mark.parametrize(
+    ("card", "code"),
+    [(DECLINED_CARD, "card_declined"), (INSUFFICIENT_FUNDS_CARD, "insufficient_funds")],
+)
 def test_refused_payment_is_402_and_writes_nothing(client, card, code):
     product = ProductFactory(stock=3)
     response = post_order(client, checkout_payload((product.sku, 1), card_number=card))
@@ -92,7 +103,10 @@ def test_not_enough_stock_is_409(client):
 
 
 def field_errors(response) -> dict[str, str]:
-    return {".".join(str(part) for part in error["loc"][2:]): error["msg"] for error in response.json()["detail"]}
+    return {
+        ".".join(str(part) for part in error["loc"][2:]): error["msg"]
+        for error in response.json()["detail"]
+    }
 
 
 def test_unknown_sku_is_422_naming_the_item(client):
@@ -175,7 +189,9 @@ def test_idempotency_key_replays_the_same_order(client):
 def test_idempotency_key_with_a_different_body_is_422(client):
     product = ProductFactory(stock=5)
     post_order(client, checkout_payload((product.sku, 1)), **{"Idempotency-Key": "abc-123"})
-    response = post_order(client, checkout_payload((product.sku, 2)), **{"Idempotency-Key": "abc-123"})
+    response = post_order(
+        client, checkout_payload((product.sku, 2)), **{"Idempotency-Key": "abc-123"}
+    )
     assert response.status_code == 422
     assert response.json()["code"] == "idempotency_key_reused"
     assert Order.objects.count() == 1

@@ -9,7 +9,9 @@ from tests.factories import ProductFactory, place_order
 
 
 @pytest.mark.django_db
-def test_one_publish_per_follow_up_is_registered_for_after_commit(django_capture_on_commit_callbacks):
+def test_one_publish_per_follow_up_is_registered_for_after_commit(
+    django_capture_on_commit_callbacks,
+):
     product = ProductFactory()
     with django_capture_on_commit_callbacks() as callbacks:
         order = place_order((product, 1)).order

@@ -20,9 +20,9 @@ def test_order_is_saved_with_lines_total_and_three_pending_follow_ups():
 
     assert order.total == Decimal("25.00")
     assert order.number.startswith("CS-") and len(order.number) == 11
-    assert [(line.sku, line.unit_price, line.quantity) for line in order.lines.order_by("sku")] == sorted(
-        [(seeds.sku, Decimal("3.50"), 2), (trowel.sku, Decimal("18.00"), 1)]
-    )
+    assert [
+        (line.sku, line.unit_price, line.quantity) for line in order.lines.order_by("sku")
+    ] == sorted([(seeds.sku, Decimal("3.50"), 2), (trowel.sku, Decimal("18.00"), 1)])
     follow_ups = {f.kind: (f.status, f.attempts) for f in order.follow_ups.all()}
     assert follow_ups == {
         "confirmation_email": ("pending", 0),
@@ -83,7 +83,8 @@ def test_unknown_sku_is_refused():
 
 
 @pytest.mark.parametrize(
-    ("card", "code"), [(DECLINED_CARD, "card_declined"), (INSUFFICIENT_FUNDS_CARD, "insufficient_funds")]
+    ("card", "code"),
+    [(DECLINED_CARD, "card_declined"), (INSUFFICIENT_FUNDS_CARD, "insufficient_funds")],
 )
 def test_a_refused_payment_writes_nothing(card, code):
     product = ProductFactory(stock=5)

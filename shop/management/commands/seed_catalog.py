@@ -10,14 +10,32 @@ from shop.models import Category, Product
 CATALOG = {
     ("seeds", "Seeds"): [
         ("SEED-CEL", "Celery seeds", "Tall Utah celery, crisp and green. 500 seeds.", "3.50", 120),
-        ("SEED-TOM", "Cherry tomato seeds", "Sweet Sungold cherry tomatoes. 30 seeds.", "2.95", 150),
+        (
+            "SEED-TOM",
+            "Cherry tomato seeds",
+            "Sweet Sungold cherry tomatoes. 30 seeds.",
+            "2.95",
+            150,
+        ),
         ("SEED-BAS", "Genovese basil seeds", "Big leaves for pesto. 200 seeds.", "2.50", 200),
-        ("SEED-CAR", "Rainbow carrot seeds", "Purple, yellow and orange roots. 400 seeds.", "2.75", 90),
+        (
+            "SEED-CAR",
+            "Rainbow carrot seeds",
+            "Purple, yellow and orange roots. 400 seeds.",
+            "2.75",
+            90,
+        ),
         ("SEED-LET", "Butterhead lettuce seeds", "Soft heads all summer. 300 seeds.", "2.20", 110),
         ("SEED-SUN", "Giant sunflower seeds", "Grows past three metres. 25 seeds.", "3.10", 80),
     ],
     ("tools", "Tools"): [
-        ("TOOL-TRW", "Stainless trowel", "A trowel that will outlive you, with an ash handle.", "18.00", 40),
+        (
+            "TOOL-TRW",
+            "Stainless trowel",
+            "A trowel that will outlive you, with an ash handle.",
+            "18.00",
+            40,
+        ),
         ("TOOL-PRN", "Bypass pruner", "Clean cuts for stems up to 2 cm.", "24.50", 35),
         ("TOOL-HOE", "Dutch hoe", "Push-pull weeding without bending.", "32.00", 20),
         ("TOOL-FRK", "Digging fork", "Four square tines, forged steel.", "39.00", 15),
