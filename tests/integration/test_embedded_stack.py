@@ -14,7 +14,16 @@ import httpx
 import pytest
 
 from tests.factories import checkout_payload
-from tests.processes import BIN, REPO, Process, free_port, start_warehouse, start_worker, wait_until
+from tests.processes import (
+    BIN,
+    REPO,
+    free_port,
+    start_beat,
+    start_warehouse,
+    start_web,
+    start_worker,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -52,21 +61,8 @@ def embedded_stack(tmp_path, smtp_server, process_log_dir):
         ),
         start_worker(env, process_log_dir, concurrency=2, name="embedded-worker"),
     ]
-    beat = Process(
-        "embedded-beat",
-        [str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO"],
-        env,
-        process_log_dir,
-    )
-    web = Process(
-        "embedded-web",
-        [str(BIN / "python"), "manage.py", "runserver", f"127.0.0.1:{web_port}", "--noreload"],
-        env,
-        process_log_dir,
-    )
-    processes += [beat, web]
-    web.wait_for_log("Quit the server with", timeout=30)
-    beat.wait_for_log("beat: Starting", timeout=30)
+    processes.append(start_beat(env, process_log_dir, name="embedded-beat"))
+    processes.append(start_web(env, process_log_dir, port=web_port))
     smtp_server.clear()
     yield {
         "web": f"http://127.0.0.1:{web_port}",
