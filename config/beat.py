@@ -12,6 +12,7 @@ import socket
 import uuid
 from datetime import UTC, datetime
 
+from celery import schedules
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
@@ -23,11 +24,10 @@ logger = logging.getLogger(__name__)
 LEASE_NAME = "celery-beat"
 
 
-def period_for(schedule, now: datetime) -> str:
+def period_for(entry_schedule, now: datetime) -> str:
     """The slot a due entry belongs to: its interval's window, or the crontab's minute."""
-    seconds = getattr(getattr(schedule, "run_every", None), "total_seconds", None)
-    if seconds is not None and schedule.__class__.__name__ == "schedule":
-        every = max(1, int(seconds()))
+    if isinstance(entry_schedule, schedules.schedule):
+        every = max(1, int(entry_schedule.run_every.total_seconds()))
         start = int(now.timestamp()) // every * every
         return datetime.fromtimestamp(start, tz=UTC).isoformat()
     return now.astimezone(UTC).replace(second=0, microsecond=0).isoformat()
