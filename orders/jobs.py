@@ -21,6 +21,9 @@ from orders.models import BeatLease, JobRun, ScheduleSync
 
 logger = logging.getLogger(__name__)
 
+# Longer than any job's hard time limit (orders/tasks.py): a run still "running" after this is dead.
+STALE_RUN = timedelta(minutes=15)
+
 
 # --- The lease: only one beat ticks ---------------------------------------------------------------
 
@@ -71,8 +74,8 @@ def manual_period() -> str:
 def job_run(*, job: str, period: str | None, work: Callable[[], dict]) -> dict:
     """Run ``work`` once for (job, period) and record it; a second run for the period does nothing.
 
-    A failed run may be tried again for the same period (its row is reclaimed); a succeeded or
-    still-running one may not.
+    A failed run may be tried again for the same period (its row is reclaimed), and so may a run
+    whose worker died mid-way (still "running" after ``STALE_RUN``); a succeeded or live one may not.
     """
     period = period or manual_period()
     run = _job_run_claim(job=job, period=period)
@@ -100,11 +103,20 @@ def _job_run_claim(*, job: str, period: str) -> JobRun | None:
             return JobRun.objects.create(job=job, period=period, started_at=now)
     except IntegrityError:
         pass
-    retried = JobRun.objects.filter(job=job, period=period, outcome=JobRun.Outcome.FAILED).update(
-        outcome=JobRun.Outcome.RUNNING,
-        started_at=now,
-        finished_at=None,
-        attempts=F("attempts") + 1,
+    # A failed run may be tried again; so may one "running" past any job's time limit, whose
+    # worker died without recording an outcome.
+    retried = (
+        JobRun.objects.filter(job=job, period=period)
+        .filter(
+            Q(outcome=JobRun.Outcome.FAILED)
+            | Q(outcome=JobRun.Outcome.RUNNING, started_at__lt=now - STALE_RUN)
+        )
+        .update(
+            outcome=JobRun.Outcome.RUNNING,
+            started_at=now,
+            finished_at=None,
+            attempts=F("attempts") + 1,
+        )
     )
     return JobRun.objects.get(job=job, period=period) if retried else None
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from celery.schedules import crontab, schedule
+from django.utils import timezone
 
 from config.beat import period_for
 from orders import jobs
@@ -101,3 +102,15 @@ def test_beat_stamps_interval_jobs_with_their_window_and_crontab_jobs_with_their
     assert period_for(schedule(timedelta(seconds=5)), late) == "2030-05-04T12:00:05+00:00"
     assert period_for(schedule(timedelta(hours=1)), late) == "2030-05-04T12:00:00+00:00"
     assert period_for(crontab(minute="0"), late) == "2030-05-04T12:00:00+00:00"
+
+
+def test_a_run_whose_worker_died_is_taken_over_once_it_is_past_every_time_limit():
+    with time_machine.travel(NOON, tick=False) as clock:
+        JobRun.objects.create(job="probe", period="p1", started_at=timezone.now())  # never finished
+        clock.shift(60)
+        assert jobs.job_run(job="probe", period="p1", work=dict)["skipped"]
+        clock.shift(15 * 60)
+        jobs.job_run(job="probe", period="p1", work=lambda: {"ok": 1})
+
+    run = JobRun.objects.get(job="probe", period="p1")
+    assert (run.outcome, run.attempts, run.counts) == ("succeeded", 2, {"ok": 1})

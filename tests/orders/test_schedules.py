@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from config.schedules import SCHEDULES, Schedule
-from orders.jobs import schedules_sync
+from orders.jobs import job_run, schedules_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -96,3 +96,28 @@ def test_a_schedule_removed_from_code_is_removed_from_the_table():
 
     assert report.removed == ["review-requests"]
     assert not PeriodicTask.objects.filter(name="review-requests").exists()
+
+
+def test_a_relay_row_written_by_the_old_settings_schedule_is_adopted_and_updated():
+    every_five, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="follow-up-relay", task="orders.tasks.follow_up_relay_task", interval=every_five
+    )
+
+    report = sync()
+
+    assert "follow-up-relay" in report.updated
+    relay = PeriodicTask.objects.get(name="follow-up-relay")
+    assert (relay.queue, relay.expire_seconds) == ("critical", 5)
+
+
+def test_periodic_tasks_and_job_runs_are_shown_in_the_admin(admin_client):
+    sync()
+    job_run(job="cleanup", period="2030-05-04T12:07:00+00:00", work=lambda: {"sessions": 3})
+
+    runs = admin_client.get("/admin/orders/jobrun/")
+    assert runs.status_code == 200
+    assert b"2030-05-04T12:07:00+00:00" in runs.content and b"succeeded" in runs.content
+    assert admin_client.get("/admin/django_celery_beat/periodictask/").status_code == 200
+    for model in ["beatlease", "salesreport", "lowstockalert", "ordershipment", "abandonedcart"]:
+        assert admin_client.get(f"/admin/orders/{model}/").status_code == 200
