@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0001_initial'),
+        ('orders', '0002_follow_up_claimed_by_task_id'),
         ('shop', '0001_initial'),
     ]
 
