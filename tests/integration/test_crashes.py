@@ -65,7 +65,7 @@ def assert_exactly_one_effect_each(orders, smtp_server, warehouse, *, workers_we
     shipments = Counter(s["order_number"] for s in warehouse.shipments())
     resent = 0
     for order in orders:
-        emails = smtp_server.for_subject(order.number)
+        emails = smtp_server.confirmations(order.number)
         assert len({m["message_id"] for m in emails}) == 1, f"distinct emails for {order.number}"
         assert shipments[order.number] == 1, f"shipments for {order.number}"
         assert Invoice.objects.filter(order=order).count() == 1
