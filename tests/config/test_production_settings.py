@@ -34,7 +34,11 @@ def manage(*args: str, env: dict[str, str], without: tuple[str, ...] = ()):
 
 def test_check_deploy_reports_no_issue_under_production_settings(tmp_path):
     result = manage(
-        "check", "--deploy", "--fail-level", "DEBUG", env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)}
+        "check",
+        "--deploy",
+        "--fail-level",
+        "DEBUG",
+        env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)},
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -56,13 +60,17 @@ def test_production_turns_on_publisher_confirms_quorum_queues_and_child_recyclin
     assert production_value("settings.CELERY_BROKER_TRANSPORT_OPTIONS", tmp_path) == (
         "{'confirm_publish': True}"
     )
-    assert production_value(
-        "sorted({q.name: q.queue_arguments['x-queue-type'] for q in settings.CELERY_TASK_QUEUES}.items())",
-        tmp_path,
-    ) == "[('bulk', 'quorum'), ('critical', 'quorum'), ('default', 'quorum')]"
-    assert production_value(
-        "[q.exchange.type for q in settings.CELERY_TASK_QUEUES]", tmp_path
-    ) == "['topic', 'topic', 'topic']"
+    assert (
+        production_value(
+            "sorted({q.name: q.queue_arguments['x-queue-type'] for q in settings.CELERY_TASK_QUEUES}.items())",
+            tmp_path,
+        )
+        == "[('bulk', 'quorum'), ('critical', 'quorum'), ('default', 'quorum')]"
+    )
+    assert (
+        production_value("[q.exchange.type for q in settings.CELERY_TASK_QUEUES]", tmp_path)
+        == "['topic', 'topic', 'topic']"
+    )
     assert int(production_value("settings.CELERY_WORKER_MAX_TASKS_PER_CHILD", tmp_path)) > 0
     assert int(production_value("settings.CELERY_WORKER_MAX_MEMORY_PER_CHILD", tmp_path)) > 0
 
@@ -73,16 +81,18 @@ def test_production_serves_static_files_with_whitenoise_and_secure_cookies(tmp_p
         "['django.middleware.security.SecurityMiddleware', "
         "'whitenoise.middleware.WhiteNoiseMiddleware']"
     )
-    assert production_value(
-        "(settings.DEBUG, settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE)", tmp_path
-    ) == "(False, True, True)"
+    assert (
+        production_value(
+            "(settings.DEBUG, settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE)",
+            tmp_path,
+        )
+        == "(False, True, True)"
+    )
 
 
 def test_production_refuses_to_start_without_each_required_variable(tmp_path):
     for name in ("SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"):
-        result = manage(
-            "check", env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)}, without=(name,)
-        )
+        result = manage("check", env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)}, without=(name,))
 
         assert result.returncode != 0
         assert f"{name} must be set in the environment for production" in result.stderr
