@@ -6,8 +6,8 @@ PostgreSQL and a private RabbitMQ vhost (quorum queues, publisher confirms): gun
 """
 
 import json
-import re
 import os
+import re
 import secrets
 import subprocess
 import urllib.parse
