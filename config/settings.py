@@ -132,6 +132,11 @@ WAREHOUSE_URL = os.environ.get("WAREHOUSE_URL", "http://127.0.0.1:8001").rstrip(
 WAREHOUSE_TIMEOUT_SECONDS = float(os.environ.get("WAREHOUSE_TIMEOUT_SECONDS", "5"))
 # A follow-up still pending this long after its order committed is published again by the relay.
 FOLLOW_UP_RELAY_GRACE_SECONDS = int(os.environ.get("FOLLOW_UP_RELAY_GRACE_SECONDS", "10"))
+# A follow-up published but still pending this long is assumed lost with its message (a broker
+# that crashed without persisting it) and published again; the task's claim drops any duplicate.
+FOLLOW_UP_REPUBLISH_AFTER_SECONDS = int(os.environ.get("FOLLOW_UP_REPUBLISH_AFTER_SECONDS", "600"))
+# After a failed publish, a web process leaves publishing to the relay for this long.
+FOLLOW_UP_PUBLISH_PAUSE_SECONDS = float(os.environ.get("FOLLOW_UP_PUBLISH_PAUSE_SECONDS", "5"))
 # Retries: exponential backoff with full jitter, base * 2**attempt capped, at most this many attempts.
 FOLLOW_UP_MAX_ATTEMPTS = int(os.environ.get("FOLLOW_UP_MAX_ATTEMPTS", "8"))
 FOLLOW_UP_RETRY_BASE_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_BASE_SECONDS", "2"))

@@ -86,6 +86,9 @@ class FollowUp(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The Celery task id holding the claim: the broker redelivers the same id only if that
+    # delivery was never acknowledged, i.e. the worker running it died.
+    claimed_by_task_id = models.CharField(max_length=64, blank=True)
     last_error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
 

@@ -28,7 +28,7 @@ TRANSIENT_ERRORS = (
 
 
 def _run_follow_up(task: Task, follow_up_id: int, perform: Callable[..., dict]) -> dict:
-    follow_up = services.follow_up_claim(follow_up_id=follow_up_id)
+    follow_up = services.follow_up_claim(follow_up_id=follow_up_id, task_id=task.request.id)
     if follow_up is None:
         # Already done, being done, dead, or deleted: a duplicate delivery does nothing.
         return {"skipped": True}
