@@ -706,7 +706,7 @@ def measure_soak(stack: Stack) -> dict:
     # Recycling off: the point is to see whether memory grows, not to hide it.
     worker = stack.worker(
         "critical",
-        env={"CELERY_WORKER_MAX_TASKS_PER_CHILD": "0", "CELERY_WORKER_MAX_MEMORY_PER_CHILD": "0"},
+        env={"WORKER_MAX_TASKS_PER_CHILD": "0", "WORKER_MAX_MEMORY_PER_CHILD": "0"},
     )
     samples = []
     done = 0

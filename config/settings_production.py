@@ -84,9 +84,12 @@ if CELERY_BROKER_URL and CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "p
         for name in ("critical", "default", "bulk")
     ]
 
-# Recycle worker processes: caps the damage of a slow leak in a library or a task.
-CELERY_WORKER_MAX_TASKS_PER_CHILD = int(os.environ.get("CELERY_WORKER_MAX_TASKS_PER_CHILD", "1000"))
+# Recycle worker processes: caps the damage of a slow leak in a library or a task. 0 turns it off.
+# (Not named CELERY_...: the celery command line reads CELERY_<OPTION> variables as its options.)
+CELERY_WORKER_MAX_TASKS_PER_CHILD = (
+    int(os.environ.get("WORKER_MAX_TASKS_PER_CHILD", "1000")) or None
+)
 # Kilobytes of resident memory after which a child is replaced once its current task ends.
-CELERY_WORKER_MAX_MEMORY_PER_CHILD = int(
-    os.environ.get("CELERY_WORKER_MAX_MEMORY_PER_CHILD", "300000")
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = (
+    int(os.environ.get("WORKER_MAX_MEMORY_PER_CHILD", "300000")) or None
 )
