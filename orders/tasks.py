@@ -2,7 +2,7 @@
 
 What is transient (timeouts, connection errors, 5xx/429, SMTP 4xx) is retried with backoff; anything
 else, and the last attempt, makes the follow-up a dead letter. Celery's own retry counter is not used:
-attempts are counted on the row, where operators can see them.
+attempts are counted on the row, where operators can see them (hence ``max_retries=None``).
 """
 
 import logging
@@ -45,7 +45,7 @@ def _run_follow_up(task: Task, follow_up_id: int, perform: Callable[..., dict]) 
             attempt=follow_up.attempts, retry_after=getattr(exc, "retry_after", None)
         )
         services.follow_up_retry_later(follow_up=follow_up, error=error, delay_seconds=delay)
-        raise task.retry(exc=exc, countdown=delay, max_retries=None) from exc
+        raise task.retry(exc=exc, countdown=delay) from exc
     except Exception as exc:
         services.follow_up_bury(follow_up=follow_up, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -53,17 +53,17 @@ def _run_follow_up(task: Task, follow_up_id: int, perform: Callable[..., dict]) 
     return result
 
 
-@shared_task(bind=True)
+@shared_task(bind=True, max_retries=None)
 def confirmation_email_task(self: Task, follow_up_id: int) -> dict:
     return _run_follow_up(self, follow_up_id, services.confirmation_email_send)
 
 
-@shared_task(bind=True)
+@shared_task(bind=True, max_retries=None)
 def warehouse_sync_task(self: Task, follow_up_id: int) -> dict:
     return _run_follow_up(self, follow_up_id, services.shipment_create)
 
 
-@shared_task(bind=True)
+@shared_task(bind=True, max_retries=None)
 def invoice_render_task(self: Task, follow_up_id: int) -> dict:
     return _run_follow_up(self, follow_up_id, services.invoice_create)
 
