@@ -25,12 +25,18 @@ def test_fifty_concurrent_buyers_for_the_last_ten_units_make_exactly_ten_orders(
         start.wait()
         try:
             # Half the carts also hold another product, listed first or second, to invite deadlocks.
-            items = [(last_units, 1)] if index % 2 else [(other, 1), (last_units, 1)][:: 1 if index % 4 else -1]
+            items = (
+                [(last_units, 1)]
+                if index % 2
+                else [(other, 1), (last_units, 1)][:: 1 if index % 4 else -1]
+            )
             place_order(*items, email=f"buyer{index}@example.com")
             outcome = "ordered"
         except services.OutOfStock:
             outcome = "out of stock"
-        except Exception as exc:  # any other error (a deadlock, "database is locked") fails the test
+        except (
+            Exception
+        ) as exc:  # any other error (a deadlock, "database is locked") fails the test
             outcome = f"{type(exc).__name__}: {exc}"
         finally:
             connection.close()
