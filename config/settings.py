@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from kombu import Queue
 
-from config import broker
+from config import broker, schedules
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -182,14 +182,22 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_TRACK_STARTED = True
 
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE = {
-    "follow-up-relay": {
-        "task": "orders.tasks.follow_up_relay_task",
-        "schedule": 5.0,
-        "options": {"expires": 5.0},
-    },
-}
+# --- Beat: recurring and delayed jobs (issue 5) ----------------------------------------------------
+# The schedules are defined in config/schedules.py and written to the database by
+# `manage.py sync_schedules`; the scheduler reads them from there (editable in the admin). Nothing
+# is scheduled from settings, so a beat start never overwrites an admin edit.
+CELERY_BEAT_SCHEDULER = "config.beat:LeasedDatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {}
+CELERY_TASK_ROUTES.update({s.task: {"queue": s.queue} for s in schedules.SCHEDULES})
+# A beat that stops renewing its lease for this long is presumed dead; a standby takes over.
+BEAT_LEASE_SECONDS = float(os.environ.get("BEAT_LEASE_SECONDS", "30"))
+# Sessions past expiry, task results, sent-email logs, job runs and abandoned carts older than this go.
+RETENTION_DAYS = int(os.environ.get("RETENTION_DAYS", "90"))
+LOW_STOCK_THRESHOLD = int(os.environ.get("LOW_STOCK_THRESHOLD", "5"))
+CART_REMINDER_AFTER_HOURS = float(os.environ.get("CART_REMINDER_AFTER_HOURS", "2"))
+REVIEW_REQUEST_AFTER_DAYS = float(os.environ.get("REVIEW_REQUEST_AFTER_DAYS", "7"))
+# Staff mail (reports, alerts, digests) goes to these and to active staff users with an email.
+STAFF_EMAILS = env_list("STAFF_EMAILS", "")
 
 LOGGING = {
     "version": 1,

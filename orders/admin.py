@@ -60,3 +60,63 @@ class FollowUpAdmin(admin.ModelAdmin):
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = ["order", "created_at"]
     exclude = ["pdf"]
+
+
+# --- Recurring and delayed jobs (issue 5) ---------------------------------------------------------
+from orders.models import (  # noqa: E402
+    AbandonedCart,
+    BeatLease,
+    JobRun,
+    LowStockAlert,
+    OrderShipment,
+    SalesReport,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Written by jobs, read by people."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(JobRun)
+class JobRunAdmin(ReadOnlyAdmin):
+    list_display = ["job", "period", "outcome", "attempts", "started_at", "finished_at", "counts"]
+    list_filter = ["job", "outcome"]
+    search_fields = ["job", "period"]
+
+
+@admin.register(BeatLease)
+class BeatLeaseAdmin(ReadOnlyAdmin):
+    list_display = ["name", "holder", "acquired_at", "expires_at"]
+
+
+@admin.register(SalesReport)
+class SalesReportAdmin(ReadOnlyAdmin):
+    list_display = ["day", "orders", "revenue", "created_at"]
+
+
+@admin.register(LowStockAlert)
+class LowStockAlertAdmin(ReadOnlyAdmin):
+    list_display = ["product", "stock", "created_at", "notified_at", "resolved_at"]
+
+
+@admin.register(OrderShipment)
+class OrderShipmentAdmin(ReadOnlyAdmin):
+    list_display = [
+        "order",
+        "shipped_at",
+        "shipped_email_sent_at",
+        "review_due_at",
+        "review_sent_at",
+    ]
+
+
+@admin.register(AbandonedCart)
+class AbandonedCartAdmin(ReadOnlyAdmin):
+    list_display = ["email", "touched_at", "reminded_at"]
+    exclude = ["session_key"]
