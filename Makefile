@@ -47,3 +47,23 @@ format: $(STAMP)
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache
+
+# --- Production shape and benchmarks (docs/performance.md, docs/scaling.md) -----------------------
+.PHONY: run-production bench bench-smoke
+
+# The processes docker-compose.yml runs, natively: set DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY,
+# ALLOWED_HOSTS, CELERY_FLOWER_USER/PASSWORD (see .env.example) first.
+# The one-shot `release` line runs first, then the long-running ones.
+run-production: $(STAMP)
+	export DJANGO_SETTINGS_MODULE=config.settings_production PATH="$(CURDIR)/$(BIN):$$PATH"; \
+	python manage.py collectstatic --no-input \
+	  && sh -c "$$(sed -n 's/^release: //p' Procfile.production)" \
+	  && exec honcho start --procfile Procfile.production \
+	    web warehouse worker-critical worker-default beat flower
+
+# Needs PostgreSQL (DATABASE_URL) and RabbitMQ (CELERY_BROKER_URL); makes its own database and vhost.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench.run --smoke

@@ -144,6 +144,9 @@ def make_handler(warehouse: Warehouse):
             self._send(HTTPStatus.OK, warehouse.config)
 
         def do_POST(self):
+            # Read the body before any answer: on a kept-alive connection an unread body would be
+            # parsed as the next request.
+            body = self._body()
             if self.path != "/shipments":
                 self._send(HTTPStatus.NOT_FOUND, {"error": "not found"})
                 return
@@ -158,7 +161,6 @@ def make_handler(warehouse: Warehouse):
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "simulated failure"})
                 return
             key = self.headers.get("Idempotency-Key")
-            body = self._body()
             if config["reject"]:
                 self._send(
                     HTTPStatus.UNPROCESSABLE_ENTITY, {"error": "address cannot be delivered to"}

@@ -125,10 +125,15 @@ def published_tasks():
 
 # --- PostgreSQL-only tests (issue 5) --------------------------------------------------------------
 def pytest_collection_modifyitems(config, items):
-    """Deselect (never skip) tests marked ``postgres`` when the database is not PostgreSQL."""
-    if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
-        return
-    deselected = [item for item in items if item.get_closest_marker("postgres")]
+    """Deselect (never skip) tests marked ``postgres`` when the database is not PostgreSQL, and
+    ``rabbitmq`` when the broker is not RabbitMQ."""
+    markers = set()
+    if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+        markers.add("postgres")
+    # Tests marked rabbitmq (issue 7) need an amqp:// broker and rabbitmqctl.
+    if not os.environ.get("CELERY_BROKER_URL", "").startswith("amqp://"):
+        markers.add("rabbitmq")
+    deselected = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker("postgres")]
+        items[:] = [item for item in items if item not in deselected]

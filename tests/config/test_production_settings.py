@@ -1,0 +1,112 @@
+"""The production settings module: strict by default and clean under ``check --deploy``."""
+
+import os
+import subprocess
+import sys
+
+from tests.processes import REPO
+
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings_production",
+    "SECRET_KEY": "x7-Qw3nV9zLk2pR8sT4uY6bN1mC5dF0gH3jK7lP9oI2uE8wA4zXcVbNmQwErTy",
+    "ALLOWED_HOSTS": "shop.example.com",
+    "DATABASE_URL": "postgresql://shop@db.example.com:5432/shop",
+    "CELERY_BROKER_URL": "amqp://shop:secret@rabbitmq.example.com:5672//",
+}
+
+
+def manage(*args: str, env: dict[str, str], without: tuple[str, ...] = ()):
+    environment = {
+        **{k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV},
+        **env,
+    }
+    for name in without:
+        environment.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_deploy_reports_no_issue_under_production_settings(tmp_path):
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "DEBUG",
+        env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)},
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def production_value(expression: str, tmp_path) -> str:
+    result = manage(
+        "shell",
+        "-c",
+        f"from django.conf import settings; print({expression})",
+        env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_production_turns_on_publisher_confirms_quorum_queues_and_child_recycling(tmp_path):
+    assert production_value("settings.CELERY_BROKER_TRANSPORT_OPTIONS", tmp_path) == (
+        "{'confirm_publish': True}"
+    )
+    assert (
+        production_value(
+            "sorted({q.name: q.queue_arguments['x-queue-type'] for q in settings.CELERY_TASK_QUEUES}.items())",
+            tmp_path,
+        )
+        == "[('bulk', 'quorum'), ('critical', 'quorum'), ('default', 'quorum')]"
+    )
+    assert (
+        production_value("[q.exchange.type for q in settings.CELERY_TASK_QUEUES]", tmp_path)
+        == "['topic', 'topic', 'topic']"
+    )
+    assert int(production_value("settings.CELERY_WORKER_MAX_TASKS_PER_CHILD", tmp_path)) > 0
+    assert int(production_value("settings.CELERY_WORKER_MAX_MEMORY_PER_CHILD", tmp_path)) > 0
+
+
+def test_production_serves_static_files_with_whitenoise_and_secure_cookies(tmp_path):
+    middleware = production_value("settings.MIDDLEWARE[:2]", tmp_path)
+    assert middleware == (
+        "['django.middleware.security.SecurityMiddleware', "
+        "'whitenoise.middleware.WhiteNoiseMiddleware']"
+    )
+    assert (
+        production_value(
+            "(settings.DEBUG, settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE)",
+            tmp_path,
+        )
+        == "(False, True, True)"
+    )
+
+
+def test_production_refuses_to_start_without_each_required_variable(tmp_path):
+    for name in ("SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"):
+        result = manage("check", env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)}, without=(name,))
+
+        assert result.returncode != 0
+        assert f"{name} must be set in the environment for production" in result.stderr
+
+
+def test_production_refuses_the_development_secret_key(tmp_path):
+    result = manage(
+        "check",
+        env={
+            **PRODUCTION_ENV,
+            "VAR_DIR": str(tmp_path),
+            "SECRET_KEY": "dev-only-insecure-key-set-SECRET_KEY-in-production",
+        },
+    )
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be a random value" in result.stderr

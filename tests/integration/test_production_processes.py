@@ -1,0 +1,175 @@
+"""The processes of Procfile.production (what docker-compose.yml runs), run natively, sell an order.
+
+Each line of Procfile.production is started as it is, with the production settings, against
+PostgreSQL and a private RabbitMQ vhost (quorum queues, publisher confirms): gunicorn, a worker for
+``critical``, a worker for ``default`` + ``bulk``, one beat, Flower and the warehouse simulator.
+"""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import urllib.parse
+
+import httpx
+import pytest
+from django.db import connection
+
+from tests.conftest import database_url
+from tests.factories import checkout_payload
+from tests.processes import BIN, REPO, Process, free_port, wait_until
+from tests.test_compose import procfile
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.rabbitmq]
+
+
+@pytest.fixture
+def private_vhost():
+    """A RabbitMQ vhost of this test's own: its quorum queues cannot clash with the suite's."""
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    assert broker.startswith("amqp://"), "this test runs on RabbitMQ (CELERY_BROKER_URL=amqp://...)"
+    parts = urllib.parse.urlsplit(broker)
+    vhost = f"production-shape-{secrets.token_hex(4)}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, parts.username or "guest"]
+        + [".*", ".*", ".*"],
+        check=True,
+    )
+    yield urllib.parse.urlunsplit(parts._replace(path=f"/{vhost}"))
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+
+
+@pytest.fixture
+def production_env(transactional_db, private_vhost, smtp_server, tmp_path) -> dict[str, str]:
+    web_port, warehouse_port, flower_port = free_port(), free_port(), free_port()
+    return {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DJANGO_SETTINGS_MODULE": "config.settings_production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",  # plain HTTP to 127.0.0.1, as behind a TLS proxy
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "CELERY_BROKER_URL": private_vhost,
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(smtp_server.port),
+        "VAR_DIR": str(tmp_path / "var"),
+        "WEB_BIND": f"127.0.0.1:{web_port}",
+        "WEB_CONCURRENCY": "2",
+        "CRITICAL_CONCURRENCY": "1",
+        "DEFAULT_CONCURRENCY": "1",
+        "WAREHOUSE_HOST": "127.0.0.1",
+        "WAREHOUSE_PORT": str(warehouse_port),
+        "WAREHOUSE_DATABASE": str(tmp_path / "warehouse.sqlite3"),
+        "WAREHOUSE_LATENCY_MS": "5",
+        "WAREHOUSE_URL": f"http://127.0.0.1:{warehouse_port}",
+        "FLOWER_ADDRESS": "127.0.0.1",
+        "FLOWER_PORT": str(flower_port),
+        "CELERY_FLOWER_USER": "ops",
+        "CELERY_FLOWER_PASSWORD": secrets.token_urlsafe(12),
+        "LOG_LEVEL": "INFO",
+    }
+
+
+READY_LINE = {
+    "web": "Listening at",
+    "warehouse": "warehouse simulator on",
+    "worker-critical": "ready.",
+    "worker-default": "ready.",
+    "beat": "beat: Starting",
+    "flower": "Visit me at",
+}
+
+
+@pytest.fixture
+def production_processes(production_env, process_log_dir):
+    """Build-time and release steps first (as the Dockerfile and the migrate service do), then
+    every long-running line of Procfile.production."""
+    commands = procfile()
+    subprocess.run(
+        [str(BIN / "python"), "manage.py", "collectstatic", "--no-input"],
+        cwd=REPO,
+        env=production_env,
+        check=True,
+        capture_output=True,
+    )
+    release = subprocess.run(
+        ["sh", "-c", commands["release"]], cwd=REPO, env=production_env, capture_output=True
+    )
+    assert release.returncode == 0, release.stdout + release.stderr
+    started = {}
+    try:
+        for name, ready in READY_LINE.items():
+            process = Process(
+                name, ["sh", "-c", f"exec {commands[name]}"], production_env, process_log_dir
+            )
+            started[name] = process
+            process.wait_for_log(ready, timeout=90)
+        yield started
+    finally:
+        for process in started.values():
+            process.stop()
+
+
+def test_the_procfile_production_processes_place_an_order_and_run_its_follow_ups(
+    production_env, production_processes, smtp_server
+):
+    assert set(READY_LINE) | {"release"} == set(procfile())
+    web = f"http://{production_env['WEB_BIND']}"
+    smtp_server.clear()
+
+    response = httpx.post(
+        f"{web}/api/orders/",
+        content=json.dumps(checkout_payload(("SEED-CEL", 1))),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    placed = response.json()
+
+    def ready():
+        body = httpx.get(f"{web}/api/orders/{placed['id']}/", timeout=5).json()
+        return body if body["status"] == "ready" else None
+
+    body = wait_until(ready, timeout=60, interval=0.3, message="the order to become ready")
+    assert {f["status"] for f in body["follow_ups"]} == {"succeeded"}
+    assert len(smtp_server.for_subject(placed["number"])) == 1
+    shipments = httpx.get(f"{production_env['WAREHOUSE_URL']}/shipments", timeout=5).json()
+    assert [s["order_number"] for s in shipments["shipments"]] == [placed["number"]]
+    # Each follow-up ran on the worker for its queue (a worker logs "Task <name>[<id>] succeeded").
+    ran_on_critical = tasks_run(production_processes["worker-critical"])
+    ran_on_default = tasks_run(production_processes["worker-default"])
+    assert ran_on_critical == {"confirmation_email_task"}
+    assert ran_on_default == {"warehouse_sync_task", "invoice_render_task"}
+
+
+def tasks_run(worker: Process) -> set[str]:
+    succeeded = re.findall(r"Task orders\.tasks\.(\w+)\[[^\]]+\] succeeded", worker.log())
+    return set(succeeded) - {"follow_up_relay_task"}  # beat's relay runs on critical every 5 s
+
+
+def test_the_production_web_serves_static_files_and_flower_wants_a_password(
+    production_env, production_processes
+):
+    web = f"http://{production_env['WEB_BIND']}"
+    manifest = json.loads(
+        (REPO / production_env["VAR_DIR"] / "static" / "staticfiles.json").read_text()
+    )
+    hashed_css = manifest["paths"]["shop/shop.css"]
+
+    page = httpx.get(f"{web}/", timeout=10)
+    css = httpx.get(f"{web}/static/{hashed_css}", timeout=10)
+
+    assert page.status_code == 200 and hashed_css in page.text
+    assert css.status_code == 200 and "max-age=315360000" in css.headers["Cache-Control"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    flower = f"http://127.0.0.1:{production_env['FLOWER_PORT']}"
+    assert httpx.get(f"{flower}/", timeout=10).status_code == 401
+    authenticated = httpx.get(
+        f"{flower}/workers",
+        auth=(production_env["CELERY_FLOWER_USER"], production_env["CELERY_FLOWER_PASSWORD"]),
+        timeout=10,
+    )
+    assert authenticated.status_code == 200

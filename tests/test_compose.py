@@ -1,0 +1,192 @@
+"""docker-compose.yml runs the same processes as Procfile.production, healthy and in order.
+
+No Docker engine runs here, so the compose files are checked as data; the commands themselves are
+run natively by tests/integration/test_production_processes.py.
+"""
+
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+from django.conf import settings
+
+from tests.processes import REPO
+
+APP_SERVICES = {
+    "migrate",
+    "web",
+    "warehouse",
+    "worker-critical",
+    "worker-default",
+    "beat",
+    "flower",
+}
+INFRASTRUCTURE = {"postgres", "rabbitmq", "mailpit"}
+PROCESS_FOR_SERVICE = {
+    "migrate": "release",
+    "web": "web",
+    "warehouse": "warehouse",
+    "worker-critical": "worker-critical",
+    "worker-default": "worker-default",
+    "beat": "beat",
+    "flower": "flower",
+}
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags (``!override``, ``!reset``) read as plain values."""
+
+
+ComposeLoader.add_constructor("!override", ComposeLoader.construct_mapping)
+ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+
+
+def load(name: str) -> dict:
+    return yaml.load((REPO / name).read_text(), Loader=ComposeLoader)  # noqa: S506
+
+
+def procfile(path: Path = REPO / "Procfile.production") -> dict[str, str]:
+    processes = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            processes[name.strip()] = command.strip()
+    return processes
+
+
+def command_line(service: dict) -> str:
+    command = service["command"]
+    words = shlex.split(command) if isinstance(command, str) else command
+    if words[:2] == ["sh", "-c"]:
+        return words[2]
+    return command if isinstance(command, str) else shlex.join(command)
+
+
+def merged(base: dict, override: dict) -> dict:
+    """Compose's merge for what these files use: maps merge, ``!override`` keys replace."""
+    result = {**base}
+    for name, service in override.get("services", {}).items():
+        combined = {**result["services"].get(name, {})}
+        for key, value in service.items():
+            if isinstance(value, dict) and key not in ("depends_on",):
+                combined[key] = {**(combined.get(key) or {}), **value}
+            else:
+                combined[key] = value
+        result["services"] = {**result["services"], name: combined}
+    return result
+
+
+def queues_of(command: str) -> set[str]:
+    words = shlex.split(command)
+    return set(words[words.index("--queues") + 1].split(","))
+
+
+def test_compose_runs_every_production_process_with_the_procfile_command():
+    services = load("docker-compose.yml")["services"]
+    processes = procfile()
+
+    assert set(services) == APP_SERVICES | INFRASTRUCTURE
+    assert set(PROCESS_FOR_SERVICE.values()) == set(processes)
+    for service_name, process_name in PROCESS_FOR_SERVICE.items():
+        assert command_line(services[service_name]) == processes[process_name], service_name
+
+
+def test_every_app_service_is_built_from_the_one_dockerfile():
+    services = load("docker-compose.yml")["services"]
+
+    for name in APP_SERVICES:
+        assert services[name]["build"] == ".", name
+        assert services[name]["image"] == "celery-shop:latest", name
+        assert services[name]["env_file"] == ".env", name
+    for name in INFRASTRUCTURE:
+        assert "build" not in services[name] and services[name]["image"], name
+    assert services["rabbitmq"]["image"].endswith("-management")
+
+
+def test_the_image_is_slim_runs_as_a_user_installs_pinned_requirements_and_collects_static():
+    dockerfile = (REPO / "Dockerfile").read_text()
+
+    assert re.search(r"^FROM python:3\.\d+-slim$", dockerfile, re.MULTILINE)
+    assert re.search(r"^USER shop$", dockerfile, re.MULTILINE)
+    assert "pip install -r requirements.txt" in dockerfile
+    assert "python manage.py collectstatic --no-input" in dockerfile
+    requirements = [
+        line
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert all("==" in line for line in requirements), requirements
+
+
+def test_every_long_running_service_has_a_health_check_and_waits_for_healthy_dependencies():
+    services = load("docker-compose.yml")["services"]
+
+    for name, service in services.items():
+        if name != "migrate":
+            assert service["healthcheck"]["test"], name
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if dependency == "migrate":
+                assert condition == {"condition": "service_completed_successfully"}, name
+            else:
+                assert condition == {"condition": "service_healthy"}, f"{name} → {dependency}"
+    assert services["migrate"]["restart"] == "no"
+    for name in ("web", "worker-critical", "worker-default", "beat"):
+        assert set(services[name]["depends_on"]) >= {"migrate", "postgres", "rabbitmq"}, name
+
+
+def test_workers_split_the_queues_and_together_consume_every_routed_queue():
+    services = load("docker-compose.yml")["services"]
+    critical = queues_of(command_line(services["worker-critical"]))
+    default = queues_of(command_line(services["worker-default"]))
+
+    assert critical == {"critical"}
+    assert default == {"default", "bulk"}
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed | {q.name for q in settings.CELERY_TASK_QUEUES} == critical | default
+
+
+def test_exactly_one_beat_runs():
+    services = load("docker-compose.yml")["services"]
+    beats = [name for name, s in services.items() if "command" in s and " beat" in command_line(s)]
+
+    assert beats == ["beat"]
+    assert services["beat"]["deploy"]["replicas"] == 1
+
+
+def test_flower_asks_for_a_password_from_the_environment():
+    command = command_line(load("docker-compose.yml")["services"]["flower"])
+
+    assert (
+        "--basic-auth=${CELERY_FLOWER_USER:?set CELERY_FLOWER_USER}:"
+        "${CELERY_FLOWER_PASSWORD:?set CELERY_FLOWER_PASSWORD}" in command
+    )
+
+
+def test_env_example_names_every_variable_compose_requires():
+    compose_text = (REPO / "docker-compose.yml").read_text()
+    required = set(re.findall(r"\$\{(\w+):\?", compose_text))
+    example = {
+        line.partition("=")[0]
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+
+    assert required <= example, required - example
+    assert {"SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL"} <= example
+    assert "DJANGO_SETTINGS_MODULE" in example
+
+
+def test_the_redis_variant_swaps_the_broker_and_keeps_every_process():
+    stack = merged(load("docker-compose.yml"), load("docker-compose.redis.yml"))
+    services = stack["services"]
+
+    assert services["redis"]["healthcheck"]["test"]
+    assert services["rabbitmq"]["profiles"] == ["rabbitmq"]  # not started by `up`
+    for name in APP_SERVICES - {"warehouse"}:  # the simulator stands for a third party: no Celery
+        assert services[name]["environment"]["CELERY_BROKER_URL"].startswith("redis://"), name
+        assert "rabbitmq" not in services[name].get("depends_on", {}), name
+    for name in ("web", "worker-critical", "worker-default", "beat"):
+        assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}, name
+    assert command_line(services["web"]) == procfile()["web"]
