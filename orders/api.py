@@ -14,7 +14,19 @@ from orders.payments import PaymentRefused
 
 router = Router(tags=["orders"])
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+def text(max_length: int, min_length: int = 1):
+    """A trimmed string field. No NUL characters: PostgreSQL cannot store one, and no real name,
+    address or SKU has one."""
+    return Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True,
+            min_length=min_length,
+            max_length=max_length,
+            pattern=r"^[^\x00]*$",
+        ),
+    ]
 
 
 def _email(value: str) -> str:
@@ -33,16 +45,14 @@ def _card_number(value: str) -> str:
 
 
 class AddressIn(Schema):
-    line1: Text
-    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    postal_code: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)
-    ]
-    country: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=60)]
+    line1: text(200)
+    city: text(100)
+    postal_code: text(20)
+    country: text(60, min_length=2)
 
 
 class ItemIn(Schema):
-    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    sku: text(32)
     quantity: Annotated[StrictInt, Field(ge=1, le=99)]
 
 
@@ -50,7 +60,7 @@ class OrderIn(Schema):
     email: Annotated[
         str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)
     ]
-    name: Text
+    name: text(200)
     address: AddressIn
     items: Annotated[list[ItemIn], Field(min_length=1, max_length=50)]
     card_number: Annotated[str, AfterValidator(_card_number)]
@@ -99,7 +109,9 @@ def order_out(order: Order) -> dict:
 def order_create(
     request,
     payload: OrderIn,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", max_length=255, pattern=r"^[^\x00]*$")
+    ] = None,
 ):
     try:
         placed = services.order_place(

@@ -202,3 +202,17 @@ def test_openapi_document_describes_the_endpoints(client):
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert {"/api/products/", "/api/orders/", "/api/orders/{order_id}/"} <= set(paths)
+
+
+@pytest.mark.parametrize("field", ["name", "address.city", "items.0.sku"])
+def test_a_nul_character_is_422_not_a_database_error(client, field):
+    body = checkout_payload((ProductFactory().sku, 1))
+    if field == "name":
+        body["name"] = "Ann\x00"
+    elif field == "address.city":
+        body["address"]["city"] = "Amster\x00dam"
+    else:
+        body["items"][0]["sku"] = "SEED\x00"
+    response = post_order(client, body)
+    assert response.status_code == 422
+    assert field in field_errors(response)

@@ -22,6 +22,13 @@ def test_catalog_lists_products_by_category(client):
     assert b"Trowel" in only_tools.content and b"Celery seeds" not in only_tools.content
 
 
+@pytest.mark.parametrize("sku", ["NO%00PE", "%00", "a%20b", "x" * 40])
+def test_a_malformed_sku_in_a_url_is_404(client, sku):
+    assert client.get(f"/products/{sku}/").status_code == 404
+    assert client.post(f"/cart/add/{sku}/", {"quantity": 1}).status_code == 404
+    assert client.post(f"/cart/remove/{sku}/").status_code == 404
+
+
 def test_unknown_category_and_product_are_404(client):
     assert client.get("/category/nope/").status_code == 404
     assert client.get("/products/NOPE/").status_code == 404
