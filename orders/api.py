@@ -89,15 +89,15 @@ class ErrorOut(Schema):
     code: str | None = None
 
 
-def order_out(order: Order) -> dict:
+def order_out(order: Order, follow_ups=None) -> dict:
+    follow_ups = list(order.follow_ups.all()) if follow_ups is None else follow_ups
     return {
         "id": str(order.pk),
         "number": order.number,
-        "status": selectors.order_status(order),
+        "status": selectors.order_status(order, follow_ups),
         "total": f"{order.total:.2f}",
         "follow_ups": [
-            {"kind": f.kind, "status": f.status, "attempts": f.attempts}
-            for f in order.follow_ups.all()
+            {"kind": f.kind, "status": f.status, "attempts": f.attempts} for f in follow_ups
         ],
     }
 
@@ -138,8 +138,9 @@ def order_create(
         return Status(422, {"detail": errors, "code": "unknown_sku"})
     except services.IdempotencyKeyReused as exc:
         return Status(422, {"detail": str(exc), "code": "idempotency_key_reused"})
-    order = selectors.order_get(order_id=placed.order.pk)
-    return Status((201 if placed.created else 200), order_out(order))
+    if placed.created:  # answered from what was just written: no second read
+        return Status(201, order_out(placed.order, placed.follow_ups))
+    return Status(200, order_out(selectors.order_get(order_id=placed.order.pk)))
 
 
 @router.get("/orders/{order_id}/", response={200: OrderOut, 404: ErrorOut})

@@ -14,9 +14,9 @@ def order_get(*, order_id) -> Order | None:
     return Order.objects.prefetch_related("lines", "follow_ups").filter(pk=order_uuid).first()
 
 
-def order_status(order: Order) -> str:
+def order_status(order: Order, follow_ups=None) -> str:
     """ "ready" once every follow-up succeeded; "placed" until then."""
-    follow_ups = list(order.follow_ups.all())
+    follow_ups = list(order.follow_ups.all()) if follow_ups is None else follow_ups
     if follow_ups and all(f.status == FollowUp.Status.SUCCEEDED for f in follow_ups):
         return Order.Status.READY
     return Order.Status.PLACED

@@ -55,6 +55,7 @@ class LineRequest:
 class PlacedOrder:
     order: Order
     created: bool  # False when an idempotency key returned an order placed before
+    follow_ups: tuple[FollowUp, ...] = ()  # as just written, for a new order
 
 
 class CheckoutError(Exception):
@@ -112,7 +113,7 @@ def order_place(
             return PlacedOrder(order=earlier, created=False)
     try:
         with transaction.atomic():
-            order = _order_create(
+            order, follow_ups = _order_create(
                 email=email,
                 name=name,
                 address=address,
@@ -130,7 +131,7 @@ def order_place(
         if not earlier:
             raise
         return PlacedOrder(order=earlier, created=False)
-    return PlacedOrder(order=order, created=True)
+    return PlacedOrder(order=order, created=True, follow_ups=tuple(follow_ups))
 
 
 def _order_create(
@@ -141,7 +142,7 @@ def _order_create(
     quantities: dict[str, int],
     card_number: str,
     payment_key: str,
-) -> Order:
+) -> tuple[Order, list[FollowUp]]:
     # Lock rows in primary-key order so concurrent checkouts of overlapping carts cannot deadlock.
     products = list(Product.objects.select_for_update().filter(sku__in=quantities).order_by("pk"))
     unknown = sorted(set(quantities) - {product.sku for product in products})
@@ -190,7 +191,7 @@ def _order_create(
     )
     for follow_up in follow_ups:
         transaction.on_commit(publish_after_commit(follow_up.pk, follow_up.kind), robust=True)
-    return order
+    return order, follow_ups
 
 
 def _order_number() -> str:
