@@ -88,13 +88,22 @@ def order_detail(request, order_id: str):
     order = selectors.order_get(order_id=order_id)
     if order is None:
         raise Http404("No such order")
+    # htmx polls for the progress part alone, so the page updates without a reload.
+    template = (
+        "orders/_order_progress.html"
+        if request.headers.get("HX-Request")
+        else "orders/order_detail.html"
+    )
     return render(
         request,
-        "orders/order_detail.html",
+        template,
         {
             "order": order,
             "status": selectors.order_status(order),
-            "follow_ups": order.follow_ups.all(),
+            "follow_ups": [
+                (follow_up, selectors.follow_up_progress(follow_up))
+                for follow_up in order.follow_ups.all()
+            ],
         },
     )
 
