@@ -54,7 +54,7 @@ def test_the_ops_page_shows_the_six_metrics_per_queue_and_per_kind(admin_client)
         assert heading in page
     for name in ("critical", "default", "bulk", "confirmation_email", "warehouse_sync", "invoice"):
         assert f'data-row="{name}"' in page
-    assert "<svg class=\"sparkline\"" in page
+    assert '<svg class="sparkline"' in page
     assert 'hx-trigger="every 5s"' in page
     assert 'data-metric="dead-letters">1<' in page
 
@@ -63,7 +63,7 @@ def test_htmx_polling_gets_the_panel_alone(admin_client):
     response = admin_client.get("/ops/", headers={"HX-Request": "true"})
 
     assert response.status_code == 200
-    assert response.content.decode().lstrip().startswith("<div id=\"ops-panel\"")
+    assert response.content.decode().lstrip().startswith('<div id="ops-panel"')
     assert b"<html" not in response.content
 
 
