@@ -5,7 +5,7 @@ from django.utils.html import format_html
 
 register = template.Library()
 
-WIDTH = 120
+WIDTH = 72
 HEIGHT = 24
 
 
