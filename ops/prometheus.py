@@ -12,15 +12,15 @@ PER_KIND = {
     ),
     "throughput_per_minute": (
         "shop_follow_up_throughput_per_minute",
-        "Follow-ups succeeded per minute, last 5 minutes",
+        "Follow-ups that succeeded in the last minute",
     ),
     "retry_rate": (
         "shop_follow_up_retry_rate",
-        "Share of latest attempts (last 5 minutes) that ended in a retry",
+        "Share of follow-ups attempted in the last 5 minutes that needed a retry",
     ),
     "failure_rate": (
         "shop_follow_up_failure_rate",
-        "Share of latest attempts (last 5 minutes) that ended dead",
+        "Share of follow-ups attempted in the last 5 minutes that ended dead",
     ),
     "dead_letters": ("shop_follow_up_dead_letters", "Follow-ups parked as dead letters"),
 }

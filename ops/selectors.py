@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 RELAY_TASK_NAME = "orders.tasks.follow_up_relay_task"
 RATE_WINDOW = timedelta(minutes=5)
+THROUGHPUT_WINDOW = timedelta(minutes=1)
 HISTORY_MINUTES = 60
 BROKER_TIMEOUT_SECONDS = 1.0
 PING_TIMEOUT_SECONDS = 0.5
@@ -136,18 +137,22 @@ def broker_reachable() -> bool:
 def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
     """The ledger's metrics per follow-up kind.
 
-    Rates look at the latest attempt of each follow-up started in the last five minutes: the retry
-    rate is the share that ended in a retry, the failure rate the share that ended dead.
-    Throughput is follow-ups finished successfully per minute over the same window.
+    Rates look at the follow-ups whose latest attempt started in the last five minutes: the retry
+    rate is the share that needed a retry (and may since have succeeded), the failure rate the
+    share that ended dead.
+    Throughput is follow-ups that succeeded in the last minute.
     """
     now = now or timezone.now()
     since_hour = now - timedelta(minutes=HISTORY_MINUTES)
     since_window = now - RATE_WINDOW
+    since_throughput = now - THROUGHPUT_WINDOW
     rows = FollowUp.objects.filter(
         Q(started_at__gte=since_hour)
         | Q(finished_at__gte=since_hour)
         | Q(status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING])
-    ).values_list("kind", "status", "created_at", "started_at", "finished_at", "next_attempt_at")
+    ).values_list(
+        "kind", "status", "attempts", "created_at", "started_at", "finished_at", "next_attempt_at"
+    )
     dead_by_kind = defaultdict(int)
     for kind, count in _count_by_kind(FollowUp.objects.filter(status=FollowUp.Status.DEAD)):
         dead_by_kind[kind] = count
@@ -166,10 +171,10 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
     started_in_window: dict[str, int] = defaultdict(int)
     retried_in_window: dict[str, int] = defaultdict(int)
     dead_in_window: dict[str, int] = defaultdict(int)
-    succeeded_in_window: dict[str, int] = defaultdict(int)
+    succeeded_last_minute: dict[str, int] = defaultdict(int)
     oldest: dict[str, datetime] = {}
 
-    for kind, status, created_at, started_at, finished_at, next_attempt_at in rows:
+    for kind, status, attempts, created_at, started_at, finished_at, next_attempt_at in rows:
         m = metrics[kind]
         waiting_since = None
         if status == FollowUp.Status.PENDING:
@@ -185,16 +190,17 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
 
         if started_at is not None and started_at >= since_window:
             started_in_window[kind] += 1
-            if status == FollowUp.Status.RETRYING:
+            # Retried: failed at least once, whether it then succeeded, died or waits to retry.
+            if status == FollowUp.Status.RETRYING or attempts > 1:
                 retried_in_window[kind] += 1
-            elif status == FollowUp.Status.DEAD:
+            if status == FollowUp.Status.DEAD:
                 dead_in_window[kind] += 1
         if (
             status == FollowUp.Status.SUCCEEDED
             and finished_at is not None
-            and finished_at >= since_window
+            and finished_at >= since_throughput
         ):
-            succeeded_in_window[kind] += 1
+            succeeded_last_minute[kind] += 1
 
         if status == FollowUp.Status.SUCCEEDED and finished_at and finished_at >= since_hour:
             m.throughput_history[_minute_index(finished_at, now)] += 1
@@ -203,11 +209,11 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
         elif status == FollowUp.Status.RETRYING and started_at and started_at >= since_hour:
             m.retry_history[_minute_index(started_at, now)] += 1
 
-    window_minutes = RATE_WINDOW.total_seconds() / 60
+    throughput_minutes = THROUGHPUT_WINDOW.total_seconds() / 60
     for kind, m in metrics.items():
         if kind in oldest:
             m.oldest_wait_seconds = max(0.0, (now - oldest[kind]).total_seconds())
-        m.throughput_per_minute = succeeded_in_window[kind] / window_minutes
+        m.throughput_per_minute = succeeded_last_minute[kind] / throughput_minutes
         if started_in_window[kind]:
             m.retry_rate = retried_in_window[kind] / started_in_window[kind]
             m.failure_rate = dead_in_window[kind] / started_in_window[kind]
