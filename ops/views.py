@@ -9,6 +9,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,7 +26,9 @@ from ops.prometheus import registry_for
 @never_cache
 def dashboard(request):
     template = "ops/_panel.html" if request.headers.get("HX-Request") else "ops/dashboard.html"
-    return render(request, template, {"snapshot": selectors.ops_snapshot()})
+    response = render(request, template, {"snapshot": selectors.ops_snapshot()})
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @never_cache

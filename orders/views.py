@@ -5,6 +5,7 @@ import secrets
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
 from orders import selectors, services
@@ -94,7 +95,7 @@ def order_detail(request, order_id: str):
         if request.headers.get("HX-Request")
         else "orders/order_detail.html"
     )
-    return render(
+    response = render(
         request,
         template,
         {
@@ -106,6 +107,8 @@ def order_detail(request, order_id: str):
             ],
         },
     )
+    patch_vary_headers(response, ["HX-Request"])  # one URL, two bodies: caches must tell them apart
+    return response
 
 
 @require_GET

@@ -30,6 +30,7 @@ def test_polling_gets_the_progress_part_alone(client, order):
     assert 'id="order-progress"' in body
     assert "<html" not in body
     assert "Email delivery is waiting to start" in body
+    assert "HX-Request" in response["Vary"]
 
 
 def test_a_retry_is_told_in_words_with_the_attempt_to_come(client, order):
