@@ -208,3 +208,10 @@ LOGGING = {
 OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
 # /readyz answers 503 when the relay (scheduled by beat every 5 s) last ran longer ago than this.
 OPS_READY_BEAT_MAX_AGE_SECONDS = int(os.environ.get("OPS_READY_BEAT_MAX_AGE_SECONDS", "60"))
+# Queue depth exists only at the moment it is asked: beat samples it for the ops page's charts.
+CELERY_TASK_ROUTES["ops.tasks.queue_sample_task"] = {"queue": "critical"}
+CELERY_BEAT_SCHEDULE["ops-queue-sample"] = {
+    "task": "ops.tasks.queue_sample_task",
+    "schedule": 30.0,
+    "options": {"expires": 30.0},
+}

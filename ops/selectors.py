@@ -18,7 +18,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from ops.models import WarehouseFaults
+from ops.models import QueueSample, WarehouseFaults
 from orders.models import FollowUp
 from orders.services import TASK_NAME_BY_KIND
 
@@ -50,6 +50,9 @@ class JobMetrics:
     throughput_history: list[int] = field(default_factory=list)
     retry_history: list[int] = field(default_factory=list)
     failure_history: list[int] = field(default_factory=list)
+    # Per queue only, from the samples beat takes: the peak depth and oldest wait of each minute.
+    depth_history: list[int] = field(default_factory=list)
+    oldest_wait_history: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -220,11 +223,8 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
     return list(metrics.values())
 
 
-def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
-    """Everything the ops page and ``/metrics`` show, per kind and per queue."""
-    now = now or timezone.now()
-    by_kind = job_metrics(now=now)
-    depths = queue_depths(queue_names())
+def queue_totals(by_kind: list[JobMetrics], depths: dict[str, int | None]) -> list[JobMetrics]:
+    """The per-kind metrics summed (counts) or maximised (ages, rates) per queue."""
     by_queue = []
     for queue in queue_names():
         kinds = [m for m in by_kind if m.queue == queue]
@@ -240,6 +240,34 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
             columns = [getattr(m, series) for m in kinds] or [[0] * HISTORY_MINUTES]
             setattr(total, series, [sum(values) for values in zip(*columns, strict=True)])
         by_queue.append(total)
+    return by_queue
+
+
+def queue_history(*, now: datetime) -> dict[str, tuple[list[int], list[int]]]:
+    """Per queue, the last hour of sampled depth and oldest wait (seconds), the peak of each minute."""
+    history = {queue: ([0] * HISTORY_MINUTES, [0] * HISTORY_MINUTES) for queue in queue_names()}
+    samples = QueueSample.objects.filter(
+        taken_at__gte=now - timedelta(minutes=HISTORY_MINUTES), taken_at__lte=now
+    ).values_list("queue", "taken_at", "depth", "oldest_wait_seconds")
+    for queue, taken_at, depth, oldest in samples:
+        if queue not in history:
+            continue
+        index = _minute_index(taken_at, now)
+        depths, ages = history[queue]
+        depths[index] = max(depths[index], depth or 0)
+        ages[index] = max(ages[index], round(oldest))
+    return history
+
+
+def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
+    """Everything the ops page and ``/metrics`` show, per kind and per queue."""
+    now = now or timezone.now()
+    by_kind = job_metrics(now=now)
+    depths = queue_depths(queue_names())
+    by_queue = queue_totals(by_kind, depths)
+    history = queue_history(now=now)
+    for total in by_queue:
+        total.depth_history, total.oldest_wait_history = history[total.name]
     for m in by_kind:
         m.depth = depths.get(m.queue)
     return OpsSnapshot(

@@ -1,16 +1,20 @@
-"""The failure lab's writes: faults for the warehouse, poison orders, and simulated shoppers."""
+"""The ops app's writes: queue samples for the charts; the failure lab's faults, poison orders and
+simulated shoppers."""
 
 import secrets
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import httpx
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from notifications.selectors import email_faults_get
 from notifications.services import email_faults_set
-from ops.models import WarehouseFaults
+from ops import selectors
+from ops.models import QueueSample, WarehouseFaults
 from orders import services as order_services
 from shop.models import Product
 
@@ -93,3 +97,26 @@ def _order_place_for_simulation(*, email: str, name: str) -> order_services.Plac
         lines=[order_services.LineRequest(sku=product.sku, quantity=1)],
         card_number="4242424242424242",
     )
+
+
+SAMPLES_KEPT = timedelta(hours=2)
+
+
+def queue_samples_record() -> list[QueueSample]:
+    """Sample each queue's depth (from the broker) and oldest wait (from the ledger); prune old ones."""
+    now = timezone.now()
+    depths = selectors.queue_depths(selectors.queue_names())
+    totals = selectors.queue_totals(selectors.job_metrics(now=now), depths)
+    with transaction.atomic():
+        samples = QueueSample.objects.bulk_create(
+            QueueSample(
+                taken_at=now,
+                queue=total.name,
+                depth=total.depth,
+                waiting=total.waiting,
+                oldest_wait_seconds=total.oldest_wait_seconds,
+            )
+            for total in totals
+        )
+        QueueSample.objects.filter(taken_at__lt=now - SAMPLES_KEPT).delete()
+    return samples

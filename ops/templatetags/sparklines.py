@@ -22,7 +22,7 @@ def sparkline(values, label=""):
     )
     return format_html(
         '<svg class="sparkline" width="{}" height="{}" viewBox="0 0 {} {}" role="img" '
-        'aria-label="{}: last hour, peak {} a minute"><polyline fill="none" '
+        'aria-label="{}: last hour, peak {}"><polyline fill="none" '
         'stroke="currentColor" stroke-width="1.5" points="{}"/></svg>',
         WIDTH,
         HEIGHT,

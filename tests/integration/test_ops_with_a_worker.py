@@ -4,8 +4,10 @@ import json
 import uuid
 
 import pytest
+from celery import current_app
 
 from ops import selectors
+from ops.models import QueueSample
 from tests.factories import ProductFactory, checkout_payload
 from tests.integration.test_follow_ups_on_a_worker import wait_ready
 from tests.processes import wait_until
@@ -94,3 +96,16 @@ def test_a_retry_is_logged_with_its_error_and_the_next_attempt_succeeds(
 def test_the_running_worker_answers_the_ops_ping(live_worker):
     workers = wait_until(selectors.workers_online, timeout=10, message="a worker to answer")
     assert any(name.startswith("worker-") for name in workers)
+
+
+def test_the_queue_sample_task_records_a_sample_per_queue_on_the_worker(live_worker):
+    current_app.send_task("ops.tasks.queue_sample_task")
+
+    wait_until(
+        lambda: (
+            set(QueueSample.objects.values_list("queue", flat=True))
+            == {"critical", "default", "bulk"}
+        ),
+        timeout=20,
+        message="a sample for each queue",
+    )

@@ -8,7 +8,8 @@ from celery import current_app
 from django.utils import timezone
 from kombu import Queue
 
-from ops import selectors
+from ops import selectors, services
+from ops.models import QueueSample
 from orders.models import FollowUp
 from tests.factories import ProductFactory, place_order
 
@@ -123,3 +124,29 @@ def test_queue_depth_is_read_from_the_broker():
 def test_a_queue_nothing_was_published_to_has_depth_zero():
     name = f"ops-never-{uuid.uuid4().hex[:8]}"
     assert selectors.queue_depths([name]) == {name: 0}
+
+
+def test_beat_samples_queue_depth_and_oldest_wait_for_the_charts(settings):
+    assert (
+        settings.CELERY_BEAT_SCHEDULE["ops-queue-sample"]["task"] == "ops.tasks.queue_sample_task"
+    )
+    order = place_order((ProductFactory(), 1)).order
+    FollowUp.objects.filter(order=order).update(created_at=timezone.now() - timedelta(seconds=90))
+
+    samples = services.queue_samples_record()
+
+    assert {sample.queue for sample in samples} == {"critical", "default", "bulk"}
+    history = selectors.queue_history(now=timezone.now())
+    depths, oldest = history["bulk"]
+    assert len(depths) == len(oldest) == selectors.HISTORY_MINUTES
+    assert 85 <= oldest[-1] <= 120
+
+
+def test_samples_older_than_two_hours_are_pruned():
+    stale = QueueSample.objects.create(
+        taken_at=timezone.now() - timedelta(hours=3), queue="bulk", depth=5
+    )
+
+    services.queue_samples_record()
+
+    assert not QueueSample.objects.filter(pk=stale.pk).exists()
