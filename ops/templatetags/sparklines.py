@@ -5,7 +5,8 @@ from django.utils.html import format_html
 
 register = template.Library()
 
-WIDTH = 72
+WIDTH = 60
+PAD = 2  # keeps the stroke at either end inside the box
 HEIGHT = 24
 
 
@@ -15,9 +16,9 @@ def sparkline(values, label=""):
     if not values:
         values = [0]
     peak = max(values) or 1
-    step = WIDTH / max(1, len(values) - 1)
+    step = (WIDTH - 2 * PAD) / max(1, len(values) - 1)
     points = " ".join(
-        f"{index * step:.1f},{HEIGHT - 1 - (value / peak) * (HEIGHT - 2):.1f}"
+        f"{PAD + index * step:.1f},{HEIGHT - PAD - (value / peak) * (HEIGHT - 2 * PAD):.1f}"
         for index, value in enumerate(values)
     )
     return format_html(
