@@ -15,6 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py sync_schedules
 
 seed: migrate
 	$(BIN)/python manage.py seed_catalog

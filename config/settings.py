@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from kombu import Queue
 
-from config import broker
+from config import broker, schedules
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -134,6 +134,11 @@ WAREHOUSE_URL = os.environ.get("WAREHOUSE_URL", "http://127.0.0.1:8001").rstrip(
 WAREHOUSE_TIMEOUT_SECONDS = float(os.environ.get("WAREHOUSE_TIMEOUT_SECONDS", "5"))
 # A follow-up still pending this long after its order committed is published again by the relay.
 FOLLOW_UP_RELAY_GRACE_SECONDS = int(os.environ.get("FOLLOW_UP_RELAY_GRACE_SECONDS", "10"))
+# A follow-up published but still pending this long is assumed lost with its message (a broker
+# that crashed without persisting it) and published again; the task's claim drops any duplicate.
+FOLLOW_UP_REPUBLISH_AFTER_SECONDS = int(os.environ.get("FOLLOW_UP_REPUBLISH_AFTER_SECONDS", "600"))
+# After a failed publish, a web process leaves publishing to the relay for this long.
+FOLLOW_UP_PUBLISH_PAUSE_SECONDS = float(os.environ.get("FOLLOW_UP_PUBLISH_PAUSE_SECONDS", "5"))
 # Retries: exponential backoff with full jitter, base * 2**attempt capped, at most this many attempts.
 FOLLOW_UP_MAX_ATTEMPTS = int(os.environ.get("FOLLOW_UP_MAX_ATTEMPTS", "8"))
 FOLLOW_UP_RETRY_BASE_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_BASE_SECONDS", "2"))
@@ -179,14 +184,22 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_TRACK_STARTED = True
 
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE = {
-    "follow-up-relay": {
-        "task": "orders.tasks.follow_up_relay_task",
-        "schedule": 5.0,
-        "options": {"expires": 5.0},
-    },
-}
+# --- Beat: recurring and delayed jobs (issue 5) ----------------------------------------------------
+# The schedules are defined in config/schedules.py and written to the database by
+# `manage.py sync_schedules`; the scheduler reads them from there (editable in the admin). Nothing
+# is scheduled from settings, so a beat start never overwrites an admin edit.
+CELERY_BEAT_SCHEDULER = "config.beat:LeasedDatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {}
+CELERY_TASK_ROUTES.update({s.task: {"queue": s.queue} for s in schedules.SCHEDULES})
+# A beat that stops renewing its lease for this long is presumed dead; a standby takes over.
+BEAT_LEASE_SECONDS = float(os.environ.get("BEAT_LEASE_SECONDS", "30"))
+# Sessions past expiry, task results, sent-email logs, job runs and abandoned carts older than this go.
+RETENTION_DAYS = int(os.environ.get("RETENTION_DAYS", "90"))
+LOW_STOCK_THRESHOLD = int(os.environ.get("LOW_STOCK_THRESHOLD", "5"))
+CART_REMINDER_AFTER_HOURS = float(os.environ.get("CART_REMINDER_AFTER_HOURS", "2"))
+REVIEW_REQUEST_AFTER_DAYS = float(os.environ.get("REVIEW_REQUEST_AFTER_DAYS", "7"))
+# Staff mail (reports, alerts, digests) goes to these and to active staff users with an email.
+STAFF_EMAILS = env_list("STAFF_EMAILS", "")
 
 LOGGING = {
     "version": 1,
@@ -208,10 +221,4 @@ LOGGING = {
 OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
 # /readyz answers 503 when the relay (scheduled by beat every 5 s) last ran longer ago than this.
 OPS_READY_BEAT_MAX_AGE_SECONDS = int(os.environ.get("OPS_READY_BEAT_MAX_AGE_SECONDS", "60"))
-# Queue depth exists only at the moment it is asked: beat samples it for the ops page's charts.
-CELERY_TASK_ROUTES["ops.tasks.queue_sample_task"] = {"queue": "critical"}
-CELERY_BEAT_SCHEDULE["ops-queue-sample"] = {
-    "task": "ops.tasks.queue_sample_task",
-    "schedule": 30.0,
-    "options": {"expires": 30.0},
-}
+# Beat samples queue depth every 30 s for the ops page's charts: "ops-queue-sample" in config/schedules.py.

@@ -15,4 +15,5 @@ from config.settings import *  # noqa: E402, F403
 FOLLOW_UP_RETRY_BASE_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_BASE_SECONDS", "0.05"))
 FOLLOW_UP_RETRY_CAP_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_CAP_SECONDS", "0.5"))
 FOLLOW_UP_RELAY_GRACE_SECONDS = int(os.environ.get("FOLLOW_UP_RELAY_GRACE_SECONDS", "1"))
+FOLLOW_UP_REPUBLISH_AFTER_SECONDS = int(os.environ.get("FOLLOW_UP_REPUBLISH_AFTER_SECONDS", "5"))
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -86,6 +86,9 @@ class FollowUp(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The Celery task id holding the claim: the broker redelivers the same id only if that
+    # delivery was never acknowledged, i.e. the worker running it died.
+    claimed_by_task_id = models.CharField(max_length=64, blank=True)
     last_error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
 
@@ -121,3 +124,144 @@ class CheckoutRequest(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+# --- Recurring and delayed jobs (issue 5) ---------------------------------------------------------
+# Bookkeeping that makes a beat job run once per period, and the rows whose due times drive the
+# delayed jobs (a cart reminder, a review request): delays live here, never in broker countdowns.
+
+
+class BeatLease(models.Model):
+    """Who may tick: one row per lease name; a beat holds it while ``expires_at`` is in the future."""
+
+    name = models.CharField(max_length=64, unique=True)
+    holder = models.CharField(max_length=200)
+    expires_at = models.DateTimeField()
+    acquired_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder} until {self.expires_at:%H:%M:%S}"
+
+
+class JobRun(models.Model):
+    """One run of a recurring job for one period; the unique key makes a second run a no-op."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    job = models.CharField(max_length=64)
+    period = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
+    attempts = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "period"], name="job_run_one_per_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.period}: {self.outcome}"
+
+
+class ScheduleSync(models.Model):
+    """What ``sync_schedules`` last wrote to a periodic task, to tell code changes from admin edits."""
+
+    name = models.CharField(max_length=200, unique=True)
+    fingerprint = models.CharField(max_length=64)
+    synced_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SalesReport(models.Model):
+    """The nightly CSV of one day's sales per product, kept so staff can download it again."""
+
+    day = models.DateField(unique=True)
+    csv = models.TextField()
+    orders = models.PositiveIntegerField()
+    revenue = models.DecimalField(max_digits=14, decimal_places=2)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"Sales {self.day}"
+
+
+class LowStockAlert(models.Model):
+    """One alert per crossing below the threshold; resolved when stock is back above it."""
+
+    product = models.ForeignKey("shop.Product", on_delete=models.CASCADE, related_name="+")
+    stock = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    notified_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="low_stock_alert_one_open_per_product",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Low stock {self.product_id}: {self.stock}"
+
+
+class DeadLetterNotice(models.Model):
+    """A dead follow-up that a staff digest has listed; each dead letter is listed once."""
+
+    follow_up = models.OneToOneField(FollowUp, on_delete=models.CASCADE, related_name="+")
+    digest_period = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Listed {self.follow_up_id} in {self.digest_period}"
+
+
+class OrderShipment(models.Model):
+    """The warehouse shipped the order: when, whether the customer was told, and the review request due."""
+
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="shipment")
+    shipped_at = models.DateTimeField()
+    shipped_email_sent_at = models.DateTimeField(null=True, blank=True)
+    review_due_at = models.DateTimeField(db_index=True)
+    review_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-shipped_at"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} shipped {self.shipped_at:%Y-%m-%d}"
+
+
+class AbandonedCart(models.Model):
+    """A session's cart, recorded once checkout learns the shopper's email; deleted on checkout.
+
+    The cart itself lives in the session (``shop.cart``); this row is the copy a reminder needs:
+    who to write to, what was in it, and when it was last touched.
+    """
+
+    session_key = models.CharField(max_length=40, unique=True)
+    email = models.EmailField()
+    items = models.JSONField(default=dict)  # SKU -> quantity
+    touched_at = models.DateTimeField(db_index=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-touched_at"]
+
+    def __str__(self) -> str:
+        return f"Cart of {self.email}"

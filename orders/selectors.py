@@ -31,6 +31,19 @@ def order_for_checkout_key(*, key: str) -> Order | None:
     return Order.objects.filter(checkout_request__key=key).first()
 
 
+def order_exists(*, number: str) -> bool:
+    return Order.objects.filter(number=number).exists()
+
+
+def dead_letter_ids(*, kind: str | None = None, order_number: str | None = None) -> list[int]:
+    dead = FollowUp.objects.filter(status=FollowUp.Status.DEAD)
+    if kind:
+        dead = dead.filter(kind=kind)
+    if order_number:
+        dead = dead.filter(order__number=order_number)
+    return list(dead.values_list("pk", flat=True))
+
+
 # What each follow-up is, in the words a customer reads on the order page.
 FOLLOW_UP_ACTIVITY = {
     FollowUp.Kind.CONFIRMATION_EMAIL: "Email delivery",

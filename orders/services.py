@@ -5,10 +5,10 @@ import json
 import logging
 import random
 import secrets
+import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from decimal import Decimal
-from functools import partial
 
 from celery import current_app
 from django.conf import settings
@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
+from kombu.exceptions import KombuError
 
 from notifications.services import email_send
 from orders import warehouse
@@ -188,9 +189,7 @@ def _order_create(
         FollowUp(order=order, kind=kind) for kind in FollowUp.Kind.values
     )
     for follow_up in follow_ups:
-        transaction.on_commit(
-            partial(follow_up_publish, follow_up_id=follow_up.pk, kind=follow_up.kind), robust=True
-        )
+        transaction.on_commit(publish_after_commit(follow_up.pk, follow_up.kind), robust=True)
     return order
 
 
@@ -216,13 +215,55 @@ def _order_for_idempotency_key(key: str, request_hash: str) -> Order | None:
 
 # --- Publishing: the outbox side ------------------------------------------------------------------
 
+# What a publish raises when the broker cannot take the message (kombu wraps connection errors).
+PUBLISH_ERRORS = (KombuError, OSError)
+
 
 def follow_up_publish(*, follow_up_id: int, kind: str) -> None:
-    """Hand one follow-up to the broker. Runs after commit; a failure leaves it to the relay."""
+    """Hand one follow-up to the broker, once, without retrying; raise if the broker is away."""
     current_app.send_task(TASK_NAME_BY_KIND[kind], args=[follow_up_id], retry=False)
     FollowUp.objects.filter(pk=follow_up_id, status=FollowUp.Status.PENDING).update(
         published_at=timezone.now()
     )
+
+
+class PublishBreaker:
+    """After a failed publish, this process stops trying for a few seconds.
+
+    A checkout whose publish fails is still a saved order (the relay publishes it later), but each
+    failed attempt can cost a connect timeout. With the breaker open, checkouts skip the attempt
+    and stay as fast as with a healthy broker until the broker is back.
+    """
+
+    def __init__(self):
+        self.closed_again_at = 0.0
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self.closed_again_at
+
+    def trip(self) -> None:
+        self.closed_again_at = time.monotonic() + settings.FOLLOW_UP_PUBLISH_PAUSE_SECONDS
+
+
+publish_breaker = PublishBreaker()
+
+
+def publish_after_commit(follow_up_id: int, kind: str):
+    """The on_commit callback for one follow-up: publish it, or leave it pending for the relay."""
+
+    def publish_follow_up() -> None:
+        if publish_breaker.is_open():
+            logger.info("broker recently unavailable: follow-up %s left to the relay", follow_up_id)
+            return
+        try:
+            follow_up_publish(follow_up_id=follow_up_id, kind=kind)
+        except PUBLISH_ERRORS as exc:
+            publish_breaker.trip()
+            logger.warning(
+                "could not publish follow-up %s, left to the relay: %s", follow_up_id, exc
+            )
+
+    return publish_follow_up
 
 
 @dataclass(frozen=True)
@@ -243,7 +284,7 @@ def follow_up_relay(*, limit: int = 500) -> RelayReport:
     now = timezone.now()
     grace = timedelta(seconds=settings.FOLLOW_UP_RELAY_GRACE_SECONDS)
     stale_run = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) + grace
-    republish_after = timedelta(minutes=10)
+    republish_after = timedelta(seconds=settings.FOLLOW_UP_REPUBLISH_AFTER_SECONDS)
 
     recovered = FollowUp.objects.filter(
         status=FollowUp.Status.RUNNING, started_at__lt=now - stale_run
@@ -262,8 +303,8 @@ def follow_up_relay(*, limit: int = 500) -> RelayReport:
     for follow_up_id, kind in due:
         try:
             follow_up_publish(follow_up_id=follow_up_id, kind=kind)
-        except Exception:  # the broker is still away; the next tick tries again
-            logger.warning("relay could not publish follow-up %s", follow_up_id, exc_info=True)
+        except PUBLISH_ERRORS as exc:  # the broker is still away; the next tick tries again
+            logger.warning("relay could not publish follow-up %s: %s", follow_up_id, exc)
             failed += 1
             break
         published += 1
@@ -273,21 +314,29 @@ def follow_up_relay(*, limit: int = 500) -> RelayReport:
 # --- Running a follow-up: the worker side ---------------------------------------------------------
 
 
-def follow_up_claim(*, follow_up_id: int) -> FollowUp | None:
+def follow_up_claim(*, follow_up_id: int, task_id: str) -> FollowUp | None:
     """Mark the follow-up running and count the attempt; ``None`` if it is not ours to run.
 
-    The conditional update is the lock: of two deliveries of the same message, one claims the row
-    and the other finds it running or done and does nothing.
+    The conditional update is the lock: of two deliveries of the same follow-up, one claims the row
+    and the other finds it running or done and does nothing. The one exception is the very message
+    that holds the claim coming back: the broker hands an unacknowledged message out again only when
+    the worker that had it died (``acks_late`` + ``reject_on_worker_lost``), so it may take over at
+    once instead of waiting for the relay to declare the claim stale.
     """
-    now = timezone.now()
+    claimable = (
+        Q(status=FollowUp.Status.PENDING)
+        | Q(status=FollowUp.Status.RETRYING)
+        | Q(status=FollowUp.Status.RUNNING, claimed_by_task_id=task_id)
+    )
     claimed = (
         FollowUp.objects.filter(pk=follow_up_id)
-        .filter(Q(status=FollowUp.Status.PENDING) | Q(status=FollowUp.Status.RETRYING))
+        .filter(claimable)
         .update(
             status=FollowUp.Status.RUNNING,
-            started_at=now,
+            started_at=timezone.now(),
             attempts=F("attempts") + 1,
             next_attempt_at=None,
+            claimed_by_task_id=task_id,
         )
     )
     if not claimed:
@@ -328,6 +377,31 @@ def _follow_up_finish(follow_up: FollowUp, **fields) -> None:
     FollowUp.objects.filter(
         pk=follow_up.pk, status=FollowUp.Status.RUNNING, started_at=follow_up.started_at
     ).update(**fields)
+
+
+def follow_up_replay(*, follow_up_ids: list[int]) -> int:
+    """Give dead letters another run: reset them to pending and publish each once, after commit.
+
+    Only dead rows are reset, so replaying the same selection twice, or racing another operator,
+    publishes each follow-up once.
+    """
+    with transaction.atomic():
+        dead = list(
+            FollowUp.objects.select_for_update()
+            .filter(pk__in=follow_up_ids, status=FollowUp.Status.DEAD)
+            .values_list("pk", "kind")
+        )
+        FollowUp.objects.filter(pk__in=[pk for pk, _ in dead]).update(
+            status=FollowUp.Status.PENDING,
+            attempts=0,
+            published_at=None,
+            next_attempt_at=None,
+            finished_at=None,
+            claimed_by_task_id="",
+        )
+        for follow_up_id, kind in dead:
+            transaction.on_commit(publish_after_commit(follow_up_id, kind), robust=True)
+    return len(dead)
 
 
 def retry_delay_seconds(*, attempt: int, retry_after: float | None = None) -> float:

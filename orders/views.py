@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
-from orders import selectors, services
+from orders import recurring, selectors, services
 from orders.forms import CheckoutForm
 from orders.payments import TEST_CARDS, PaymentRefused
 from shop.cart import Cart, cart_total
@@ -21,6 +21,8 @@ def checkout(request):
     cart = Cart(request.session)
     lines = cart.lines()
     form = CheckoutForm(request.POST or None, initial={"token": _checkout_token_issue(request)})
+    if request.method == "POST" and form.is_bound:
+        _abandoned_cart_remember(request, form, cart)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         if data["token"] not in request.session.get(CHECKOUT_TOKENS_KEY, []):
@@ -60,6 +62,7 @@ def checkout(request):
             messages.error(request, str(exc))
         else:
             cart.clear()
+            recurring.abandoned_cart_forget(session_key=request.session.session_key or "")
             messages.success(request, f"Thank you! Order {placed.order.number} is placed.")
             return redirect("orders:order_detail", order_id=placed.order.pk)
     elif request.method == "GET" and not lines:
@@ -69,6 +72,19 @@ def checkout(request):
         request,
         "orders/checkout.html",
         {"form": form, "lines": lines, "total": cart_total(lines), "test_cards": TEST_CARDS},
+    )
+
+
+def _abandoned_cart_remember(request, form: CheckoutForm, cart: Cart) -> None:
+    """Once checkout knows the shopper's email, keep a copy of the cart for a reminder (issue 5)."""
+    form.is_valid()  # cleans every field; the email may be valid even if the card is not
+    email = form.cleaned_data.get("email")
+    if not email or not cart.quantities:
+        return
+    if request.session.session_key is None:
+        request.session.save()
+    recurring.abandoned_cart_record(
+        session_key=request.session.session_key, email=email, items=dict(cart.quantities)
     )
 
 

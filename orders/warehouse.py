@@ -43,3 +43,17 @@ def _retry_after_seconds(header: str | None) -> float | None:
         return max(0.0, float(header)) if header else None
     except ValueError:
         return None  # an HTTP date: rare enough that our own backoff is a fine answer
+
+
+def shipments_shipped() -> list[dict]:
+    """The shipments the warehouse has sent out: ``[{"reference", "shipped_at" (epoch seconds)}]``."""
+    try:
+        response = httpx.get(
+            f"{settings.WAREHOUSE_URL}/shipments/shipped",
+            timeout=settings.WAREHOUSE_TIMEOUT_SECONDS,
+        )
+    except httpx.HTTPError as exc:
+        raise WarehouseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code >= 400:
+        raise WarehouseUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
+    return response.json()["shipments"]

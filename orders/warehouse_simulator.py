@@ -7,7 +7,9 @@ or a test can make the warehouse slow, flaky or down.
 
     POST /shipments      {"order_number", "lines": [...], ...} + Idempotency-Key  → 201/200 {"reference"}
     GET  /shipments      → {"shipments": [...], "count": n}
-    GET  /config, PUT /config {"latency_ms", "failure_rate", "outage", "reject"}
+    GET  /shipments/shipped → {"shipments": [{"reference", "shipped_at"}]}: a shipment counts as
+                           shipped ``ship_after_seconds`` after it was created (set in /config)
+    GET  /config, PUT /config {"latency_ms", "failure_rate", "outage", "reject", "ship_after_seconds"}
 
 "outage" answers 503 with Retry-After (transient); "reject" answers 422 (permanent).
     GET  /healthz
@@ -26,7 +28,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Warehouse:
-    def __init__(self, database_path: str, latency_ms: float, failure_rate: float):
+    def __init__(
+        self,
+        database_path: str,
+        latency_ms: float,
+        failure_rate: float,
+        ship_after_seconds: float = 60,
+    ):
         self.lock = threading.Lock()
         self.connection = sqlite3.connect(database_path, check_same_thread=False)
         self.connection.execute(
@@ -39,6 +47,7 @@ class Warehouse:
             "failure_rate": failure_rate,
             "outage": False,
             "reject": False,
+            "ship_after_seconds": ship_after_seconds,
         }
 
     def ship(self, idempotency_key: str, payload: dict) -> tuple[dict, bool]:
@@ -72,6 +81,15 @@ class Warehouse:
             {"reference": r[0], "idempotency_key": r[1], "order_number": r[2], "created_at": r[3]}
             for r in rows
         ]
+
+    def shipped(self) -> list[dict]:
+        after = float(self.config["ship_after_seconds"])
+        with self.lock:
+            rows = self.connection.execute(
+                "SELECT reference, created_at FROM shipment WHERE created_at <= ? ORDER BY created_at",
+                (time.time() - after,),
+            ).fetchall()
+        return [{"reference": r[0], "shipped_at": r[1] + after} for r in rows]
 
 
 def make_handler(warehouse: Warehouse):
@@ -108,6 +126,8 @@ def make_handler(warehouse: Warehouse):
             elif self.path == "/shipments":
                 shipments = warehouse.shipments()
                 self._send(HTTPStatus.OK, {"shipments": shipments, "count": len(shipments)})
+            elif self.path == "/shipments/shipped":
+                self._send(HTTPStatus.OK, {"shipments": warehouse.shipped()})
             elif self.path == "/config":
                 self._send(HTTPStatus.OK, warehouse.config)
             else:
@@ -118,7 +138,7 @@ def make_handler(warehouse: Warehouse):
             if self.path != "/config" or body is None:
                 self._send(HTTPStatus.BAD_REQUEST, {"error": "PUT /config with a JSON object"})
                 return
-            for name in ("latency_ms", "failure_rate", "outage", "reject"):
+            for name in ("latency_ms", "failure_rate", "outage", "reject", "ship_after_seconds"):
                 if name in body:
                     warehouse.config[name] = body[name]
             self._send(HTTPStatus.OK, warehouse.config)
@@ -172,9 +192,16 @@ def main() -> None:
     parser.add_argument(
         "--failure-rate", type=float, default=float(os.environ.get("WAREHOUSE_FAILURE_RATE", "0"))
     )
+    parser.add_argument(
+        "--ship-after-seconds",
+        type=float,
+        default=float(os.environ.get("WAREHOUSE_SHIP_AFTER_SECONDS", "60")),
+    )
     args = parser.parse_args()
     os.makedirs(os.path.dirname(os.path.abspath(args.database)), exist_ok=True)
-    warehouse = Warehouse(args.database, args.latency_ms, args.failure_rate)
+    warehouse = Warehouse(
+        args.database, args.latency_ms, args.failure_rate, args.ship_after_seconds
+    )
     server = ThreadingHTTPServer((args.host, args.port), make_handler(warehouse))
     print(f"warehouse simulator on http://{args.host}:{args.port}", flush=True)
     try:

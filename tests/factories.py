@@ -20,6 +20,7 @@ class CategoryFactory(factory.django.DjangoModelFactory):
 class ProductFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Product
+        django_get_or_create = ("sku",)
 
     sku = factory.Sequence(lambda n: f"SKU-{n:04d}")
     name = factory.Sequence(lambda n: f"Product {n}")

@@ -202,3 +202,64 @@ class SMTPRecorder:
     def for_subject(self, text: str) -> list[dict]:
         with self.lock:
             return [m for m in self.messages if text in (m["subject"] or "")]
+
+
+class PrivateRedis:
+    """A Redis server of the test's own, on a free port, that the test may kill and restart.
+
+    It keeps nothing on disk, like a broker that crashed: messages not yet consumed are gone, and
+    only the outbox (the follow-up rows and the relay) can bring them back.
+    """
+
+    def __init__(self, log_dir: Path):
+        self.port = free_port()
+        self.log_dir = log_dir
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "PrivateRedis":
+        self.process = Process(
+            "private-redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            dict(os.environ),
+            self.log_dir,
+        )
+        self.process.wait_for_log("Ready to accept connections", timeout=20)
+        return self
+
+    def kill(self) -> None:
+        os.killpg(self.process.popen.pid, signal.SIGKILL)
+        self.process.popen.wait(5)
+        self.process.log_file.close()
+
+
+def start_web(env: dict[str, str], log_dir: Path, *, port: int) -> Process:
+    web = Process(
+        "web",
+        [str(BIN / "python"), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        env,
+        log_dir,
+    )
+    web.wait_for_log("Quit the server with", timeout=30)
+    return web
+
+
+def start_beat(env: dict[str, str], log_dir: Path, *, name="beat") -> Process:
+    beat = Process(
+        name, [str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO"], env, log_dir
+    )
+    beat.wait_for_log("beat: Starting", timeout=30)
+    return beat

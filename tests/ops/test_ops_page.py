@@ -8,6 +8,7 @@ from celery import current_app
 from django.utils import timezone
 from kombu import Queue
 
+from config.schedules import SCHEDULES_BY_NAME
 from ops import selectors, services
 from ops.models import QueueSample
 from orders.models import FollowUp
@@ -127,9 +128,9 @@ def test_a_queue_nothing_was_published_to_has_depth_zero():
 
 
 def test_beat_samples_queue_depth_and_oldest_wait_for_the_charts(settings):
-    assert (
-        settings.CELERY_BEAT_SCHEDULE["ops-queue-sample"]["task"] == "ops.tasks.queue_sample_task"
-    )
+    sample_schedule = SCHEDULES_BY_NAME["ops-queue-sample"]
+    assert (sample_schedule.task, sample_schedule.every) == ("ops.tasks.queue_sample_task", 30)
+    assert settings.CELERY_TASK_ROUTES["ops.tasks.queue_sample_task"] == {"queue": "critical"}
     order = place_order((ProductFactory(), 1)).order
     FollowUp.objects.filter(order=order).update(created_at=timezone.now() - timedelta(seconds=90))
 

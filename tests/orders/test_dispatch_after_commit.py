@@ -10,14 +10,17 @@ from tests.factories import ProductFactory, place_order
 
 @pytest.mark.django_db
 def test_one_publish_per_follow_up_is_registered_for_after_commit(
-    django_capture_on_commit_callbacks,
+    django_capture_on_commit_callbacks, published_tasks
 ):
     product = ProductFactory()
     with django_capture_on_commit_callbacks() as callbacks:
         order = place_order((product, 1)).order
-    follow_ups = {f.pk: f.kind for f in order.follow_ups.all()}
     assert len(callbacks) == 3
-    assert {cb.keywords["follow_up_id"]: cb.keywords["kind"] for cb in callbacks} == follow_ups
+    assert published_tasks == []
+    for callback in callbacks:
+        callback()
+    expected = sorted((TASK_NAME_BY_KIND[f.kind], [f.pk]) for f in order.follow_ups.all())
+    assert sorted(published_tasks) == expected
 
 
 @pytest.mark.django_db(transaction=True)
@@ -52,3 +55,22 @@ def test_nothing_is_published_when_the_transaction_rolls_back(published_tasks):
 def test_published_follow_ups_are_marked_published(published_tasks):
     order = place_order((ProductFactory(), 1)).order
     assert all(f.published_at is not None for f in order.follow_ups.all())
+
+
+@pytest.mark.django_db
+def test_while_the_publish_breaker_is_open_checkouts_leave_publishing_to_the_relay(
+    django_capture_on_commit_callbacks, published_tasks
+):
+    from orders.services import publish_breaker
+
+    publish_breaker.trip()
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            order = place_order((ProductFactory(), 1)).order
+        assert published_tasks == []
+        assert set(order.follow_ups.values_list("status", "published_at")) == {("pending", None)}
+    finally:
+        publish_breaker.closed_again_at = 0.0
+    with django_capture_on_commit_callbacks(execute=True):
+        place_order((ProductFactory(), 1))
+    assert len(published_tasks) == 3

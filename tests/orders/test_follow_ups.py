@@ -124,41 +124,49 @@ def test_invoice_escapes_customer_text():
 
 def test_a_follow_up_is_claimed_once(order):
     follow_up = order.follow_ups.first()
-    claimed = services.follow_up_claim(follow_up_id=follow_up.pk)
+    claimed = services.follow_up_claim(follow_up_id=follow_up.pk, task_id="task-1")
     assert claimed is not None and claimed.status == "running" and claimed.attempts == 1
-    assert services.follow_up_claim(follow_up_id=follow_up.pk) is None
+    assert services.follow_up_claim(follow_up_id=follow_up.pk, task_id="task-2") is None
+
+
+def test_the_message_holding_the_claim_may_take_it_over_after_its_worker_died(order):
+    follow_up = services.follow_up_claim(follow_up_id=order.follow_ups.first().pk, task_id="task-1")
+    # The worker was SIGKILLed; the broker hands the same message (same task id) out again.
+    again = services.follow_up_claim(follow_up_id=follow_up.pk, task_id="task-1")
+    assert again is not None and again.attempts == 2
+    assert services.follow_up_claim(follow_up_id=follow_up.pk, task_id="another-task") is None
 
 
 def test_a_succeeded_follow_up_is_not_claimed_again(order):
-    follow_up = services.follow_up_claim(follow_up_id=order.follow_ups.first().pk)
+    follow_up = services.follow_up_claim(follow_up_id=order.follow_ups.first().pk, task_id="task-1")
     services.follow_up_succeed(follow_up=follow_up, result={"ok": True})
-    assert services.follow_up_claim(follow_up_id=follow_up.pk) is None
+    assert services.follow_up_claim(follow_up_id=follow_up.pk, task_id="task-2") is None
     follow_up.refresh_from_db()
     assert (follow_up.status, follow_up.result) == ("succeeded", {"ok": True})
 
 
 def test_a_retrying_follow_up_is_claimed_again_and_counts_attempts(order):
-    follow_up = services.follow_up_claim(follow_up_id=order.follow_ups.first().pk)
+    follow_up = services.follow_up_claim(follow_up_id=order.follow_ups.first().pk, task_id="task-1")
     services.follow_up_retry_later(follow_up=follow_up, error="timeout", delay_seconds=1)
     follow_up.refresh_from_db()
     assert (follow_up.status, follow_up.last_error) == ("retrying", "timeout")
     assert follow_up.next_attempt_at > timezone.now()
-    again = services.follow_up_claim(follow_up_id=follow_up.pk)
+    again = services.follow_up_claim(follow_up_id=follow_up.pk, task_id="task-2")
     assert again.attempts == 2
 
 
 def test_a_lost_claim_cannot_overwrite_a_newer_attempt(order):
-    stale = services.follow_up_claim(follow_up_id=order.follow_ups.first().pk)
+    stale = services.follow_up_claim(follow_up_id=order.follow_ups.first().pk, task_id="task-1")
     # The relay recovered the row and a second worker claimed it again:
     FollowUp.objects.filter(pk=stale.pk).update(status="pending")
-    fresh = services.follow_up_claim(follow_up_id=stale.pk)
+    fresh = services.follow_up_claim(follow_up_id=stale.pk, task_id="task-2")
     services.follow_up_bury(follow_up=stale, error="late news from a lost worker")
     fresh.refresh_from_db()
     assert fresh.status == "running"
 
 
 def test_a_missing_follow_up_is_not_claimed():
-    assert services.follow_up_claim(follow_up_id=987654) is None
+    assert services.follow_up_claim(follow_up_id=987654, task_id="task-1") is None
 
 
 @pytest.mark.parametrize("attempt", range(1, 12))

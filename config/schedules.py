@@ -1,0 +1,115 @@
+"""Every recurring job, defined once, here. ``manage.py sync_schedules`` writes them to the
+django-celery-beat tables, where the ``DatabaseScheduler`` reads them and the admin can edit them.
+
+All times are UTC (``CELERY_TIMEZONE``). Every entry carries ``expires``: a run that waited longer
+than that in the queue (beat was down, workers were busy) is dropped instead of piling up.
+"""
+
+from dataclasses import dataclass, field
+
+from celery.schedules import crontab
+
+MINUTE = 60
+HOUR = 3600
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    task: str
+    queue: str
+    expires: int  # seconds
+    description: str
+    every: float | None = None  # seconds, for interval schedules
+    cron: dict[str, str] = field(default_factory=dict)  # crontab fields, for clock schedules
+    # Jobs with a run key get a ``period`` argument from beat and run at most once per period.
+    run_key: bool = True
+
+    def celery_schedule(self):
+        return crontab(**self.cron) if self.cron else self.every
+
+
+SCHEDULES = [
+    Schedule(
+        name="follow-up-relay",
+        task="orders.tasks.follow_up_relay_task",
+        queue="critical",
+        every=5,
+        expires=5,
+        # Every 5 s, and idempotent by itself (tasks claim their rows): a run record per tick
+        # would be 17,280 rows a day of noise.
+        run_key=False,
+        description="Re-publish follow-ups whose publish was lost, or whose worker died.",
+    ),
+    Schedule(
+        name="cleanup",
+        task="orders.tasks.cleanup_task",
+        queue="bulk",
+        cron={"minute": "7"},
+        expires=30 * MINUTE,
+        description="Delete expired sessions, and task results, delivery logs, job runs and "
+        "abandoned carts past the retention period.",
+    ),
+    Schedule(
+        name="sales-report",
+        task="orders.tasks.sales_report_task",
+        queue="bulk",
+        cron={"minute": "15", "hour": "1"},
+        expires=6 * HOUR,
+        description="Yesterday's sales per product as CSV: stored, and emailed to staff.",
+    ),
+    Schedule(
+        name="low-stock-alert",
+        task="orders.tasks.low_stock_alert_task",
+        queue="default",
+        cron={"minute": "*/10"},
+        expires=5 * MINUTE,
+        description="Email staff once per product when its stock falls under the threshold.",
+    ),
+    Schedule(
+        name="dead-letter-digest",
+        task="orders.tasks.dead_letter_digest_task",
+        queue="default",
+        cron={"minute": "0"},
+        expires=30 * MINUTE,
+        description="Email staff the follow-ups that became dead letters since the last digest.",
+    ),
+    Schedule(
+        name="warehouse-reconciliation",
+        task="orders.tasks.warehouse_reconciliation_task",
+        queue="default",
+        cron={"minute": "*/5"},
+        expires=4 * MINUTE,
+        description="Ask the warehouse what shipped; mark those orders shipped and email the "
+        "customer once.",
+    ),
+    Schedule(
+        name="cart-reminders",
+        task="orders.tasks.cart_reminders_task",
+        queue="default",
+        cron={"minute": "*/10"},
+        expires=5 * MINUTE,
+        description="Remind shoppers once about a cart untouched for CART_REMINDER_AFTER_HOURS.",
+    ),
+    Schedule(
+        name="review-requests",
+        task="orders.tasks.review_requests_task",
+        queue="bulk",
+        cron={"minute": "30"},
+        expires=30 * MINUTE,
+        description="Ask for a review REVIEW_REQUEST_AFTER_DAYS after an order shipped.",
+    ),
+    Schedule(
+        name="ops-queue-sample",
+        task="ops.tasks.queue_sample_task",
+        queue="critical",
+        every=30,
+        expires=30,
+        # Queue depth exists only when asked; a sample missed is a gap in a chart, nothing more.
+        run_key=False,
+        description="Sample each queue's depth and oldest wait for the charts on /ops/ (issue 6).",
+    ),
+]
+
+SCHEDULES_BY_NAME = {schedule.name: schedule for schedule in SCHEDULES}
+RUN_KEY_TASKS = {schedule.task for schedule in SCHEDULES if schedule.run_key}

@@ -1,0 +1,70 @@
+"""Settings that safety depends on: JSON only, acks late, Redis visibility above every delay, auth."""
+
+import json
+import os
+import subprocess
+
+import pytest
+from django.conf import settings
+
+from tests.processes import BIN, REPO
+
+
+def settings_under(env: dict[str, str], *names: str) -> dict:
+    """Read settings in a fresh interpreter with ``env``, as a process started with it would."""
+    code = (
+        "import json, django; django.setup(); from django.conf import settings; "
+        f"print(json.dumps({{n: getattr(settings, n, None) for n in {list(names)!r}}}, default=str))"
+    )
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", code],
+        cwd=REPO,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_only_json_crosses_the_broker():
+    assert settings.CELERY_ACCEPT_CONTENT == ["json"]
+    assert settings.CELERY_TASK_SERIALIZER == settings.CELERY_RESULT_SERIALIZER == "json"
+
+
+def test_tasks_are_acknowledged_after_they_finish_and_requeued_when_a_worker_dies():
+    assert settings.CELERY_TASK_ACKS_LATE is True
+    assert settings.CELERY_TASK_REJECT_ON_WORKER_LOST is True
+    assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
+    assert settings.CELERY_TASK_SOFT_TIME_LIMIT < settings.CELERY_TASK_TIME_LIMIT
+
+
+def test_with_redis_the_visibility_timeout_outlasts_every_task_and_every_retry_delay():
+    values = settings_under(
+        {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"},
+        "CELERY_BROKER_TRANSPORT_OPTIONS",
+        "CELERY_TASK_TIME_LIMIT",
+        "FOLLOW_UP_RETRY_CAP_SECONDS",
+    )
+    visibility = values["CELERY_BROKER_TRANSPORT_OPTIONS"]["visibility_timeout"]
+    assert visibility > values["CELERY_TASK_TIME_LIMIT"]
+    assert visibility > values["FOLLOW_UP_RETRY_CAP_SECONDS"]
+
+
+def test_every_follow_up_task_is_routed_to_its_urgency_queue():
+    from orders.services import TASK_NAME_BY_KIND
+
+    routes = settings.CELERY_TASK_ROUTES
+    assert {kind: routes[name]["queue"] for kind, name in TASK_NAME_BY_KIND.items()} == {
+        "confirmation_email": "critical",
+        "warehouse_sync": "default",
+        "invoice": "bulk",
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/admin/", "/admin/orders/order/", "/admin/orders/followup/"])
+def test_the_admin_demands_a_staff_login(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")

@@ -1,0 +1,160 @@
+"""Crashes: a broker that dies mid-checkout, worker children killed mid-task.
+
+Each test runs a stack of its own — web server, worker, beat — on a private Redis broker it can
+kill, against the suite's database, so nothing here touches the machine's shared services.
+"""
+
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from orders.models import FollowUp, Invoice, Order
+from tests.factories import ProductFactory, checkout_payload
+from tests.processes import PrivateRedis, free_port, start_beat, start_web, start_worker, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def private_stack(live_worker, worker_env, process_log_dir):
+    """Web + worker + beat on a private Redis broker; ``stack["redis"]`` may be killed and restarted."""
+    redis = PrivateRedis(process_log_dir).start()
+    web_port = free_port()
+    env = worker_env | {"CELERY_BROKER_URL": redis.url, "SITE_URL": f"http://127.0.0.1:{web_port}"}
+    processes = []
+    try:
+        processes.append(start_worker(env, process_log_dir, concurrency=2, name="private-worker"))
+        processes.append(start_beat(env, process_log_dir, name="private-beat"))
+        processes.append(start_web(env, process_log_dir, port=web_port))
+        yield {
+            "redis": redis,
+            "web": f"http://127.0.0.1:{web_port}",
+            "worker": processes[0],
+            "processes": processes,
+        }
+    finally:
+        for process in processes:
+            process.stop()
+        if redis.process.popen.poll() is None:
+            redis.process.stop()
+
+
+def checkout(base_url: str, sku: str) -> httpx.Response:
+    return httpx.post(f"{base_url}/api/orders/", json=checkout_payload((sku, 1)), timeout=30)
+
+
+def wait_all_ready(order_ids, timeout):
+    def ready():
+        return (
+            not FollowUp.objects.filter(order_id__in=order_ids).exclude(status="succeeded").exists()
+        )
+
+    wait_until(
+        ready, timeout=timeout, interval=0.5, message=f"{len(order_ids)} orders to become ready"
+    )
+
+
+def assert_exactly_one_effect_each(orders, smtp_server, warehouse):
+    shipments = Counter(s["order_number"] for s in warehouse.shipments())
+    for order in orders:
+        emails = smtp_server.for_subject(order.number)
+        # One email a customer sees. The Message-ID is fixed per order, so should a worker die in the
+        # instant between the SMTP server's "250 OK" and our delivery log's update, the resend is the
+        # same message, folded by mail servers and clients; count the distinct messages too.
+        assert len({m["message_id"] for m in emails}) == 1, f"distinct emails for {order.number}"
+        assert len(emails) == 1, f"emails for {order.number}"
+        assert shipments[order.number] == 1, f"shipments for {order.number}"
+        assert Invoice.objects.filter(order=order).count() == 1
+
+
+def test_checkout_answers_while_the_broker_is_down_and_every_order_becomes_ready(
+    private_stack, smtp_server, warehouse
+):
+    base_url, redis = private_stack["web"], private_stack["redis"]
+    sku = ProductFactory(stock=100).sku
+    before = [checkout(base_url, sku) for _ in range(5)]
+
+    redis.kill()
+    during, seconds = [], []
+    for _ in range(10):
+        started = time.monotonic()
+        during.append(checkout(base_url, sku))
+        seconds.append(time.monotonic() - started)
+
+    # Bounded publish: a refused connection fails the publish at once; no retry loop in the request.
+    assert max(seconds) < 10, seconds
+    assert [r.status_code for r in before + during] == [201] * 15
+    down_ids = [r.json()["id"] for r in during]
+    assert set(
+        FollowUp.objects.filter(order_id__in=down_ids).values_list("status", "published_at")
+    ) == {("pending", None)}
+
+    redis.start()  # same port, empty: whatever was queued before the crash is gone too
+    all_ids = [r.json()["id"] for r in before + during]
+    wait_all_ready(all_ids, timeout=90)
+
+    assert_exactly_one_effect_each(Order.objects.filter(pk__in=all_ids), smtp_server, warehouse)
+    assert set(FollowUp.objects.filter(order_id__in=all_ids).values_list("status", flat=True)) == {
+        "succeeded"
+    }
+
+
+ORDERS_UNDER_FIRE = 200
+
+
+def test_sigkilled_worker_children_lose_nothing_and_repeat_nothing(
+    private_stack, smtp_server, warehouse
+):
+    base_url, worker = private_stack["web"], private_stack["worker"]
+    warehouse.configure(latency_ms=20)  # tasks long enough that kills land mid-task
+    skus = [ProductFactory(stock=1000).sku for _ in range(4)]
+    kills = []
+    stop = threading.Event()
+
+    def kill_children():
+        while not stop.is_set():
+            time.sleep(random.uniform(0.2, 0.6))
+            children = worker.children()
+            if children:
+                victim = random.choice(children)
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                    kills.append(victim)
+                except ProcessLookupError:
+                    pass
+
+    killer = threading.Thread(target=kill_children, daemon=True)
+    killer.start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            responses = list(
+                pool.map(lambda i: checkout(base_url, skus[i % 4]), range(ORDERS_UNDER_FIRE))
+            )
+        assert [r.status_code for r in responses] == [201] * ORDERS_UNDER_FIRE
+        order_ids = [r.json()["id"] for r in responses]
+        # Keep killing while the backlog drains, then let the survivors finish.
+        wait_until(
+            lambda: (
+                FollowUp.objects.filter(order_id__in=order_ids, status="succeeded").count()
+                >= len(order_ids) * 3 // 2
+            ),
+            timeout=180,
+            interval=0.5,
+            message="half of the follow-ups under fire",
+        )
+    finally:
+        stop.set()
+        killer.join()
+
+    wait_all_ready(order_ids, timeout=240)
+
+    assert len(kills) >= 10
+    assert "WorkerLostError" in worker.log() or "SIGKILL" in worker.log()
+    assert_exactly_one_effect_each(Order.objects.filter(pk__in=order_ids), smtp_server, warehouse)

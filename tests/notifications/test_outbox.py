@@ -1,0 +1,43 @@
+"""Without EMAIL_HOST, mail is kept in the dev outbox and readable in the browser (DEBUG only)."""
+
+import pytest
+
+from notifications.models import OutboxMessage
+from notifications.services import email_send
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def outbox_backend(settings):
+    settings.EMAIL_BACKEND = "notifications.backends.OutboxEmailBackend"
+
+
+def test_mail_is_kept_in_the_outbox_once_per_purpose(outbox_backend):
+    email_send(purpose_key="welcome-1", recipient="ann@example.com", subject="Hello", body="Hi Ann")
+    again = email_send(
+        purpose_key="welcome-1", recipient="ann@example.com", subject="Hello", body="Hi Ann"
+    )
+    assert again.already_sent
+    message = OutboxMessage.objects.get()
+    assert (message.recipients, message.subject, message.body) == (
+        "ann@example.com",
+        "Hello",
+        "Hi Ann",
+    )
+    assert message.message_id == again.message_id
+
+
+def test_outbox_page_lists_and_shows_messages(client, settings, outbox_backend):
+    settings.DEBUG = True
+    email_send(
+        purpose_key="welcome-2", recipient="bob@example.com", subject="Hi Bob", body="Body text"
+    )
+    message = OutboxMessage.objects.get()
+    assert b"Hi Bob" in client.get("/dev/outbox/").content
+    assert b"Body text" in client.get(f"/dev/outbox/{message.pk}/").content
+
+
+def test_outbox_page_does_not_exist_without_debug(client, settings):
+    settings.DEBUG = False
+    assert client.get("/dev/outbox/").status_code == 404

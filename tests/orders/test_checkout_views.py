@@ -1,0 +1,160 @@
+"""The checkout form and the order page."""
+
+import re
+import uuid
+
+import pytest
+from django.test import Client
+
+from orders.models import FollowUp, Invoice, Order
+from tests.factories import DECLINED_CARD, GOOD_CARD, ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def form_token(response) -> str:
+    return re.search(rb'name="token" value="([^"]+)"', response.content).group(1).decode()
+
+
+def checkout_form(token, card=GOOD_CARD, **overrides):
+    data = {
+        "email": "ann@example.com",
+        "name": "Ann Example",
+        "line1": "Kerkstraat 1",
+        "city": "Amsterdam",
+        "postal_code": "1017 GA",
+        "country": "NL",
+        "card_number": card,
+        "token": token,
+    }
+    return data | overrides
+
+
+@pytest.fixture
+def product():
+    return ProductFactory(name="Celery seeds", price="3.50", stock=10)
+
+
+@pytest.fixture
+def cart_client(client, product):
+    client.post(f"/cart/add/{product.sku}/", {"quantity": 2})
+    return client
+
+
+def test_checkout_page_shows_the_cart_and_the_test_cards(cart_client):
+    response = cart_client.get("/checkout/")
+    assert response.status_code == 200
+    for text in (
+        b"Celery seeds",
+        b"7.00",
+        b"4242424242424242",
+        b"4000000000000002",
+        b"4000000000009995",
+    ):
+        assert text in response.content
+
+
+def test_checkout_with_an_empty_cart_sends_you_back(client):
+    response = client.get("/checkout/", follow=True)
+    assert b"Your cart is empty." in response.content
+
+
+def test_checkout_places_the_order_and_shows_its_page(cart_client, product):
+    token = form_token(cart_client.get("/checkout/"))
+    response = cart_client.post("/checkout/", checkout_form(token), follow=True)
+
+    order = Order.objects.get()
+    assert response.redirect_chain[-1][0] == f"/orders/{order.pk}/"
+    assert f"Order {order.number}".encode() in response.content
+    assert b"Order placed" in response.content
+    assert order.total == 7
+    assert cart_client.session["cart"] == {}
+
+
+def test_a_double_submit_of_one_form_makes_one_order(cart_client):
+    token = form_token(cart_client.get("/checkout/"))
+    first = cart_client.post("/checkout/", checkout_form(token))
+    second = cart_client.post("/checkout/", checkout_form(token))
+    assert Order.objects.count() == 1
+    assert first["Location"] == second["Location"] == f"/orders/{Order.objects.get().pk}/"
+
+
+def test_a_forged_form_token_is_refused(cart_client):
+    cart_client.get("/checkout/")
+    response = cart_client.post("/checkout/", checkout_form("made-up"), follow=True)
+    assert b"This checkout form has expired." in response.content
+    assert not Order.objects.exists()
+
+
+def test_a_declined_card_is_a_form_error_and_nothing_is_written(cart_client, product):
+    token = form_token(cart_client.get("/checkout/"))
+    response = cart_client.post("/checkout/", checkout_form(token, card=DECLINED_CARD))
+    assert response.status_code == 200
+    assert b"Your card was declined." in response.content
+    assert not Order.objects.exists()
+    product.refresh_from_db()
+    assert product.stock == 10
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("email", "nope", b"Enter a valid email address."),
+        ("name", "", b"This field is required."),
+        ("card_number", "12ab", b"Enter a card number of 12 to 19 digits."),
+    ],
+)
+def test_bad_fields_are_form_errors(cart_client, field, value, message):
+    token = form_token(cart_client.get("/checkout/"))
+    response = cart_client.post("/checkout/", checkout_form(token, **{field: value}))
+    assert response.status_code == 200
+    assert message in response.content
+    assert not Order.objects.exists()
+
+
+def test_out_of_stock_at_checkout_is_a_message(cart_client, product):
+    token = form_token(cart_client.get("/checkout/"))
+    product.stock = 1
+    product.save()
+    response = cart_client.post("/checkout/", checkout_form(token), follow=True)
+    assert b"Not enough stock: Celery seeds (only 1 left)" in response.content
+    assert not Order.objects.exists()
+
+
+def test_checkout_requires_csrf(product):
+    strict = Client(enforce_csrf_checks=True)
+    strict.post(f"/cart/add/{product.sku}/", {"quantity": 1})  # refused too, so the cart is empty
+    response = strict.post("/checkout/", checkout_form("x"))
+    assert response.status_code == 403
+
+
+def test_order_page_shows_every_follow_up_and_says_ready_when_all_succeeded(cart_client):
+    token = form_token(cart_client.get("/checkout/"))
+    cart_client.post("/checkout/", checkout_form(token))
+    order = Order.objects.get()
+    FollowUp.objects.filter(order=order, kind="warehouse_sync").update(
+        status="retrying", attempts=2, last_error="HTTP 503"
+    )
+    page = cart_client.get(f"/orders/{order.pk}/").content
+    assert b"Order placed" in page and b"retrying" in page and b"HTTP 503" in page
+
+    FollowUp.objects.filter(order=order).update(status="succeeded")
+    page = cart_client.get(f"/orders/{order.pk}/").content
+    assert b"Order ready" in page
+    assert b"Confirmation sent, warehouse notified, invoice ready." in page
+
+
+def test_another_customers_order_is_unreachable_by_guessing(client):
+    for order_id in (str(uuid.uuid4()), "1", "CS-AAAAAAAA", "../admin"):
+        assert client.get(f"/orders/{order_id}/").status_code == 404
+        assert client.get(f"/orders/{order_id}/invoice.pdf").status_code == 404
+
+
+def test_invoice_is_404_until_it_is_rendered_then_a_pdf(cart_client):
+    token = form_token(cart_client.get("/checkout/"))
+    cart_client.post("/checkout/", checkout_form(token))
+    order = Order.objects.get()
+    assert cart_client.get(f"/orders/{order.pk}/invoice.pdf").status_code == 404
+    Invoice.objects.create(order=order, pdf=b"%PDF-1.4 test")
+    response = cart_client.get(f"/orders/{order.pk}/invoice.pdf")
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"

@@ -1,0 +1,123 @@
+"""Schedules are defined in code, synced to the beat tables idempotently, and admin edits survive."""
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from config.schedules import SCHEDULES, Schedule
+from orders.jobs import job_run, schedules_sync
+
+pytestmark = pytest.mark.django_db
+
+
+def sync(**kwargs):
+    return schedules_sync(schedules=SCHEDULES, **kwargs)
+
+
+def test_every_schedule_in_code_becomes_one_enabled_periodic_task_with_expiry_and_queue():
+    sync()
+
+    tasks = {task.name: task for task in PeriodicTask.objects.all()}
+    assert set(tasks) == {schedule.name for schedule in SCHEDULES}
+    for schedule in SCHEDULES:
+        task = tasks[schedule.name]
+        assert task.task == schedule.task
+        assert task.queue == schedule.queue
+        assert task.enabled
+        assert task.expire_seconds == schedule.expires > 0
+        assert settings.CELERY_TASK_ROUTES[schedule.task] == {"queue": schedule.queue}
+        if schedule.cron:
+            assert str(task.crontab.timezone) == "UTC"
+
+
+def test_the_relay_runs_every_five_seconds_from_the_single_definition():
+    sync()
+
+    relay = PeriodicTask.objects.get(name="follow-up-relay")
+    assert relay.task == "orders.tasks.follow_up_relay_task"
+    assert (relay.interval.every, relay.interval.period) == (5, IntervalSchedule.SECONDS)
+    assert settings.CELERY_BEAT_SCHEDULE == {}  # nothing for beat to overwrite the table with
+
+
+def test_syncing_twice_changes_nothing_the_second_time():
+    first = sync()
+    before = list(PeriodicTask.objects.order_by("name").values())
+
+    second = sync()
+
+    assert len(first.created) == len(SCHEDULES)
+    assert second.unchanged == [schedule.name for schedule in SCHEDULES]
+    assert second.created == second.updated == second.kept_admin_edits == []
+    assert list(PeriodicTask.objects.order_by("name").values()) == before
+
+
+def test_a_schedule_edited_in_the_admin_is_kept_and_reported():
+    sync()
+    cleanup = PeriodicTask.objects.get(name="cleanup")
+    cleanup.crontab, _ = CrontabSchedule.objects.get_or_create(minute="45", hour="*/2")
+    cleanup.save()
+
+    report = sync()
+
+    assert report.kept_admin_edits == ["cleanup"]
+    assert PeriodicTask.objects.get(name="cleanup").crontab.minute == "45"
+
+
+def test_the_command_warns_about_admin_edits_and_force_overwrites_them(capsys):
+    call_command("sync_schedules")
+    PeriodicTask.objects.filter(name="cleanup").update(enabled=False)
+
+    call_command("sync_schedules")
+    assert "kept admin edits: cleanup" in capsys.readouterr().out
+    assert not PeriodicTask.objects.get(name="cleanup").enabled
+
+    call_command("sync_schedules", "--force")
+    assert PeriodicTask.objects.get(name="cleanup").enabled
+
+
+def test_a_code_change_is_applied_to_a_row_nobody_edited():
+    sync()
+    changed = [
+        Schedule(**{**schedule.__dict__, "expires": 99}) if schedule.name == "cleanup" else schedule
+        for schedule in SCHEDULES
+    ]
+
+    report = schedules_sync(schedules=changed)
+
+    assert report.updated == ["cleanup"]
+    assert PeriodicTask.objects.get(name="cleanup").expire_seconds == 99
+
+
+def test_a_schedule_removed_from_code_is_removed_from_the_table():
+    sync()
+
+    report = schedules_sync(schedules=[s for s in SCHEDULES if s.name != "review-requests"])
+
+    assert report.removed == ["review-requests"]
+    assert not PeriodicTask.objects.filter(name="review-requests").exists()
+
+
+def test_a_relay_row_written_by_the_old_settings_schedule_is_adopted_and_updated():
+    every_five, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="follow-up-relay", task="orders.tasks.follow_up_relay_task", interval=every_five
+    )
+
+    report = sync()
+
+    assert "follow-up-relay" in report.updated
+    relay = PeriodicTask.objects.get(name="follow-up-relay")
+    assert (relay.queue, relay.expire_seconds) == ("critical", 5)
+
+
+def test_periodic_tasks_and_job_runs_are_shown_in_the_admin(admin_client):
+    sync()
+    job_run(job="cleanup", period="2030-05-04T12:07:00+00:00", work=lambda: {"sessions": 3})
+
+    runs = admin_client.get("/admin/orders/jobrun/")
+    assert runs.status_code == 200
+    assert b"2030-05-04T12:07:00+00:00" in runs.content and b"succeeded" in runs.content
+    assert admin_client.get("/admin/django_celery_beat/periodictask/").status_code == 200
+    for model in ["beatlease", "salesreport", "lowstockalert", "ordershipment", "abandonedcart"]:
+        assert admin_client.get(f"/admin/orders/{model}/").status_code == 200
