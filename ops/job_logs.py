@@ -19,12 +19,14 @@ import structlog
 from celery.signals import before_task_publish, task_postrun, task_prerun
 
 from orders.models import FollowUp
+from orders.services import TASK_NAME_BY_KIND
 
 REQUEST_ID_HEADER = "request_id"
 JOB_LOGGER = "jobs"
 
 logger = structlog.get_logger(JOB_LOGGER)
 
+FOLLOW_UP_TASKS = frozenset(TASK_NAME_BY_KIND.values())
 # Start times of the tasks running in this worker process, by task id.
 _started: dict[str, float] = {}
 
@@ -75,7 +77,7 @@ def _job_started(sender=None, task_id=None, task=None, args=None, **kwargs) -> N
         job=task.name,
     )
     # The claim has not happened yet: the attempt about to run is the one after those counted.
-    logger.info("job.started", **_follow_up_fields(args, upcoming=True))
+    logger.info("job.started", **_follow_up_fields(task.name, args, upcoming=True))
 
 
 def _job_finished(
@@ -90,7 +92,7 @@ def _job_finished(
         duration_ms=duration_ms,
         outcome=outcome,
         error=error,
-        **_follow_up_fields(args),
+        **_follow_up_fields(task.name, args),
     )
     structlog.contextvars.clear_contextvars()
 
@@ -113,9 +115,9 @@ def _request_id_of(request) -> str | None:
     ).get(REQUEST_ID_HEADER)
 
 
-def _follow_up_fields(args, *, upcoming: bool = False) -> dict:
+def _follow_up_fields(job: str, args, *, upcoming: bool = False) -> dict:
     """Order number and attempt for a follow-up task (they take the follow-up id first)."""
-    if not args or not isinstance(args[0], int):
+    if job not in FOLLOW_UP_TASKS or not args or not isinstance(args[0], int):
         return {}
     row = (
         FollowUp.objects.filter(pk=args[0]).values_list("kind", "attempts", "order__number").first()
