@@ -16,7 +16,7 @@ from celery import schedules
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from config.schedules import RUN_KEY_TASKS
+from config.schedules import RUN_KEY_TASKS, SCHEDULES
 from orders import jobs
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,11 @@ class LeasedDatabaseScheduler(DatabaseScheduler):
             return min(settings.BEAT_LEASE_SECONDS / 3, self.max_interval)
         if not self.lease_held:
             logger.info("beat holds the lease as %s", self.lease_holder)
+            # The schedules in code exist in the tables whoever set up this database (admin
+            # edits are kept: the sync only rewrites rows it wrote itself).
+            report = jobs.schedules_sync(schedules=SCHEDULES)
+            if report.kept_admin_edits:
+                logger.info("beat kept schedules edited in the admin: %s", report.kept_admin_edits)
             # Read the schedule afresh: the previous holder has moved last_run_at on since.
             self._initial_read = True
             self._heap = None

@@ -8,6 +8,7 @@ class EmailDelivery(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending"
+        SENDING = "sending"
         SENT = "sent"
         FAILED = "failed"
 
@@ -19,6 +20,7 @@ class EmailDelivery(models.Model):
     last_error = models.TextField(blank=True)
     message_id = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

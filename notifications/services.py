@@ -1,12 +1,13 @@
 """Sending email once per purpose, through whatever Django email backend is configured."""
 
+import contextlib
 import random
 import smtplib
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -45,17 +46,26 @@ def email_send(*, purpose_key: str, recipient: str, subject: str, body: str) -> 
     )
     if delivery.status == EmailDelivery.Status.SENT:
         return EmailSent(message_id=delivery.message_id, already_sent=True)
+    if not _delivery_claim(delivery):  # sent by someone else since we looked
+        return EmailSent(message_id=delivery.message_id, already_sent=True)
 
-    EmailDelivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") + 1)
     _faults_apply(delivery)
+    connection = get_connection()
     message = EmailMessage(
         subject=subject,
         body=body,
         to=[recipient],
         headers={"Message-ID": delivery.message_id},
+        connection=connection,
     )
     try:
+        connection.open()
         message.send()
+        # Recorded before the QUIT round trip: the only window in which a crash makes a resend is
+        # between the server's "250 OK" and this update, and the resend carries the same Message-ID.
+        EmailDelivery.objects.filter(pk=delivery.pk).update(
+            status=EmailDelivery.Status.SENT, sent_at=timezone.now(), last_error=""
+        )
     except smtplib.SMTPResponseException as exc:
         error = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
         _delivery_failed(delivery, error)
@@ -68,11 +78,33 @@ def email_send(*, purpose_key: str, recipient: str, subject: str, body: str) -> 
     except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         _delivery_failed(delivery, repr(exc))
         raise EmailTemporaryFailure(repr(exc)) from exc
-
-    EmailDelivery.objects.filter(pk=delivery.pk).update(
-        status=EmailDelivery.Status.SENT, sent_at=timezone.now(), last_error=""
-    )
+    finally:
+        _connection_close_quietly(connection)
     return EmailSent(message_id=delivery.message_id, already_sent=False)
+
+
+def _delivery_claim(delivery: EmailDelivery) -> bool:
+    """Mark the delivery as being sent, unless it was sent meanwhile.
+
+    Who may send is decided by the caller (a follow-up's claim, a job's run key), so a delivery
+    left "sending" by a crashed worker is simply sent again, with the same Message-ID; the
+    attempts count shows it happened.
+    """
+    return bool(
+        EmailDelivery.objects.filter(pk=delivery.pk)
+        .exclude(status=EmailDelivery.Status.SENT)
+        .update(
+            status=EmailDelivery.Status.SENDING,
+            claimed_at=timezone.now(),
+            attempts=F("attempts") + 1,
+        )
+    )
+
+
+def _connection_close_quietly(connection) -> None:
+    # The message's fate was decided before QUIT; a failed goodbye changes nothing.
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        connection.close()
 
 
 def _delivery_failed(delivery: EmailDelivery, error: str) -> None:

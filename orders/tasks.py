@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import OperationalError
 
 from notifications.services import EmailTemporaryFailure
-from orders import services
+from orders import jobs, recurring, services
 from orders.warehouse import WarehouseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -74,11 +74,9 @@ def follow_up_relay_task() -> dict:
     return {"published": report.published, "recovered": report.recovered, "failed": report.failed}
 
 
-# --- Recurring and delayed jobs (issue 5) ---------------------------------------------------------
+# --- Recurring and delayed jobs ------------------------------------------------------------------
 # Scheduled in config/schedules.py. Beat passes ``period`` (the slot it fired for); ``job_run``
 # records the run and makes a second run for the same period a no-op.
-
-from orders import jobs, recurring  # noqa: E402
 
 
 @shared_task(soft_time_limit=300, time_limit=330)

@@ -199,6 +199,10 @@ class SMTPRecorder:
         with self.lock:
             self.refusals.extend(replies)
 
+    def confirmations(self, order_number: str) -> list[dict]:
+        """The order confirmation emails for one order (not its "shipped" email or others)."""
+        return self.for_subject(f"Order {order_number} confirmed")
+
     def for_subject(self, text: str) -> list[dict]:
         with self.lock:
             return [m for m in self.messages if text in (m["subject"] or "")]

@@ -61,17 +61,22 @@ def wait_all_ready(order_ids, timeout):
     )
 
 
-def assert_exactly_one_effect_each(orders, smtp_server, warehouse):
+def assert_exactly_one_effect_each(orders, smtp_server, warehouse, *, workers_were_killed=False):
     shipments = Counter(s["order_number"] for s in warehouse.shipments())
+    resent = 0
     for order in orders:
-        emails = smtp_server.for_subject(order.number)
-        # One email a customer sees. The Message-ID is fixed per order, so should a worker die in the
-        # instant between the SMTP server's "250 OK" and our delivery log's update, the resend is the
-        # same message, folded by mail servers and clients; count the distinct messages too.
+        emails = smtp_server.confirmations(order.number)
         assert len({m["message_id"] for m in emails}) == 1, f"distinct emails for {order.number}"
-        assert len(emails) == 1, f"emails for {order.number}"
         assert shipments[order.number] == 1, f"shipments for {order.number}"
         assert Invoice.objects.filter(order=order).count() == 1
+        resent += len(emails) - 1
+    if workers_were_killed:
+        # SMTP has no idempotency key. A worker killed in the instant between the server's "250 OK"
+        # and the delivery log's update resends, with the same Message-ID, which mail servers and
+        # clients fold into one message. Anything more than that rare instant is a bug.
+        assert resent <= max(1, len(orders) // 50), f"{resent} resends for {len(orders)} orders"
+    else:
+        assert resent == 0
 
 
 def test_checkout_answers_while_the_broker_is_down_and_every_order_becomes_ready(
@@ -157,4 +162,6 @@ def test_sigkilled_worker_children_lose_nothing_and_repeat_nothing(
 
     assert len(kills) >= 10
     assert "WorkerLostError" in worker.log() or "SIGKILL" in worker.log()
-    assert_exactly_one_effect_each(Order.objects.filter(pk__in=order_ids), smtp_server, warehouse)
+    assert_exactly_one_effect_each(
+        Order.objects.filter(pk__in=order_ids), smtp_server, warehouse, workers_were_killed=True
+    )

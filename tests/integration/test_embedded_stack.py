@@ -101,7 +101,7 @@ def test_concurrent_checkouts_on_the_embedded_stack_lose_nothing(embedded_stack,
         message="every order on the embedded stack to be ready",
     )
     for order in orders:
-        assert len(smtp_server.for_subject(order["number"])) == 1
+        assert len(smtp_server.confirmations(order["number"])) == 1
     shipments = httpx.get(f"{embedded_stack['warehouse']}/shipments").json()["shipments"]
     assert sorted(s["order_number"] for s in shipments) == sorted(o["number"] for o in orders)
     logs = "\n".join(process.log() for process in embedded_stack["processes"])

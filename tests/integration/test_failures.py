@@ -103,7 +103,7 @@ def test_replaying_a_dead_letter_runs_it_once_more_and_only_once(
     wait_statuses(order["id"], READY)
     assert [s["order_number"] for s in warehouse.shipments()].count(order["number"]) == 1
     assert FollowUp.objects.get(order_id=order["id"], kind="warehouse_sync").attempts == 1
-    assert len(smtp_server.for_subject(order["number"])) == 1
+    assert len(smtp_server.confirmations(order["number"])) == 1
 
 
 def test_the_admin_action_replays_selected_dead_letters(

@@ -39,7 +39,7 @@ def wait_ready(client, order_ids, timeout=60):
 def assert_one_effect_each(orders, smtp_server, warehouse):
     shipments = warehouse.shipments()
     for order in orders:
-        assert len(smtp_server.for_subject(order.number)) == 1, f"emails for {order.number}"
+        assert len(smtp_server.confirmations(order.number)) == 1, f"emails for {order.number}"
         assert [s["order_number"] for s in shipments].count(order.number) == 1, (
             f"shipments for {order.number}"
         )
@@ -130,7 +130,7 @@ def test_a_temporary_smtp_refusal_is_retried_and_the_customer_gets_one_email(
     wait_ready(client, [placed["id"]])
     email = FollowUp.objects.get(order_id=placed["id"], kind="confirmation_email")
     assert email.attempts == 3
-    assert len(smtp_server.for_subject(placed["number"])) == 1
+    assert len(smtp_server.confirmations(placed["number"])) == 1
 
 
 def test_a_permanent_warehouse_rejection_becomes_a_dead_letter_and_spares_the_rest(

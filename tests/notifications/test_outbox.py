@@ -41,3 +41,19 @@ def test_outbox_page_lists_and_shows_messages(client, settings, outbox_backend):
 def test_outbox_page_does_not_exist_without_debug(client, settings):
     settings.DEBUG = False
     assert client.get("/dev/outbox/").status_code == 404
+
+
+def test_an_email_whose_sender_crashed_mid_send_is_sent_again_with_the_same_message_id(
+    outbox_backend,
+):
+    from notifications.models import EmailDelivery
+
+    first = email_send(purpose_key="welcome-4", recipient="ann@example.com", subject="Hi", body="x")
+    # The worker died between the server's acceptance and the log's update:
+    EmailDelivery.objects.filter(purpose_key="welcome-4").update(status="sending")
+    second = email_send(
+        purpose_key="welcome-4", recipient="ann@example.com", subject="Hi", body="x"
+    )
+    assert not second.already_sent
+    assert {m.message_id for m in OutboxMessage.objects.all()} == {first.message_id}
+    assert EmailDelivery.objects.get(purpose_key="welcome-4").attempts == 2
