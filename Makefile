@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format migrate seed clean
+.PHONY: run test lint format migrate seed clean screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
@@ -36,6 +36,10 @@ run: seed
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The README's screenshots, taken by the browser tests (needs /usr/bin/chromium).
+screenshots: $(STAMP)
+	UPDATE_SCREENSHOTS=1 $(BIN)/pytest -p no:cacheprovider tests/browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -99,6 +99,16 @@ SCHEDULES = [
         expires=30 * MINUTE,
         description="Ask for a review REVIEW_REQUEST_AFTER_DAYS after an order shipped.",
     ),
+    Schedule(
+        name="ops-queue-sample",
+        task="ops.tasks.queue_sample_task",
+        queue="critical",
+        every=30,
+        expires=30,
+        # Queue depth exists only when asked; a sample missed is a gap in a chart, nothing more.
+        run_key=False,
+        description="Sample each queue's depth and oldest wait for the charts on /ops/ (issue 6).",
+    ),
 ]
 
 SCHEDULES_BY_NAME = {schedule.name: schedule for schedule in SCHEDULES}

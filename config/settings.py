@@ -44,10 +44,12 @@ INSTALLED_APPS = [
     "shop",
     "orders",
     "notifications",
+    "ops",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "ops.middleware.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -202,7 +204,21 @@ STAFF_EMAILS = env_list("STAFF_EMAILS", "")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json_lines": {"format": "%(message)s"},  # ops.job_logs renders each line as JSON
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "jobs": {"class": "logging.StreamHandler", "formatter": "json_lines"},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"jobs": {"handlers": ["jobs"], "level": "INFO", "propagate": False}},
 }
+
+# --- Ops: /ops/, /metrics, /readyz (issue 6) ------------------------------------------------------
+# A Prometheus scraper sends "Authorization: Bearer <token>"; unset, /metrics is for staff only.
+OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
+# /readyz answers 503 when the relay (scheduled by beat every 5 s) last ran longer ago than this.
+OPS_READY_BEAT_MAX_AGE_SECONDS = int(os.environ.get("OPS_READY_BEAT_MAX_AGE_SECONDS", "60"))
+# Beat samples queue depth every 30 s for the ops page's charts: "ops-queue-sample" in config/schedules.py.

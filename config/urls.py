@@ -6,6 +6,7 @@ from config.api import api
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    path("", include("ops.urls")),  # /ops/, /ops/lab/, /metrics, /healthz, /readyz
     path("", include("notifications.urls")),
     path("", include("orders.urls")),
     path("", include("shop.urls")),

@@ -45,3 +45,22 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} to {self.recipients}"
+
+
+class EmailFaults(models.Model):
+    """Faults the failure lab switched on for the email provider; one row, read before each send.
+
+    Latency is slept before sending; ``error_rate`` is the share of sends refused as temporary
+    failures (retried); mail to ``poison_recipient`` is refused for good (a dead letter at once).
+    """
+
+    latency_ms = models.PositiveIntegerField(default=0)
+    error_rate = models.FloatField(default=0.0)
+    poison_recipient = models.EmailField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "email faults"
+
+    def __str__(self) -> str:
+        return f"email: {self.latency_ms} ms, {self.error_rate:.0%} errors"

@@ -1,15 +1,18 @@
 """Sending email once per purpose, through whatever Django email backend is configured."""
 
 import contextlib
+import random
 import smtplib
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from notifications.models import EmailDelivery
+from notifications.models import EmailDelivery, EmailFaults
 
 
 class EmailTemporaryFailure(Exception):
@@ -46,6 +49,7 @@ def email_send(*, purpose_key: str, recipient: str, subject: str, body: str) -> 
     if not _delivery_claim(delivery):  # sent by someone else since we looked
         return EmailSent(message_id=delivery.message_id, already_sent=True)
 
+    _faults_apply(delivery)
     connection = get_connection()
     message = EmailMessage(
         subject=subject,
@@ -107,3 +111,33 @@ def _delivery_failed(delivery: EmailDelivery, error: str) -> None:
     EmailDelivery.objects.filter(pk=delivery.pk).update(
         status=EmailDelivery.Status.FAILED, last_error=error[:2000]
     )
+
+
+def _faults_apply(delivery: EmailDelivery) -> None:
+    """Act out the faults the failure lab switched on, as a real provider would fail."""
+    faults = EmailFaults.objects.first()
+    if faults is None:
+        return
+    if faults.latency_ms:
+        time.sleep(faults.latency_ms / 1000)
+    if faults.poison_recipient and delivery.recipient == faults.poison_recipient:
+        error = "SMTP 550: mailbox unavailable (failure lab: poison recipient)"
+        _delivery_failed(delivery, error)
+        raise EmailPermanentFailure(error)
+    if faults.error_rate and random.random() < faults.error_rate:
+        error = "SMTP 451: try again later (failure lab: error rate)"
+        _delivery_failed(delivery, error)
+        raise EmailTemporaryFailure(error)
+
+
+def email_faults_set(
+    *, latency_ms: int, error_rate: float, poison_recipient: str = ""
+) -> EmailFaults:
+    """Store the email provider faults the failure lab asks for (zeroes switch them off)."""
+    with transaction.atomic():
+        faults, _ = EmailFaults.objects.select_for_update().get_or_create(pk=1)
+        faults.latency_ms = latency_ms
+        faults.error_rate = error_rate
+        faults.poison_recipient = poison_recipient
+        faults.save()
+    return faults

@@ -42,3 +42,26 @@ def dead_letter_ids(*, kind: str | None = None, order_number: str | None = None)
     if order_number:
         dead = dead.filter(order__number=order_number)
     return list(dead.values_list("pk", flat=True))
+
+
+# What each follow-up is, in the words a customer reads on the order page.
+FOLLOW_UP_ACTIVITY = {
+    FollowUp.Kind.CONFIRMATION_EMAIL: "Email delivery",
+    FollowUp.Kind.WAREHOUSE_SYNC: "Warehouse sync",
+    FollowUp.Kind.INVOICE: "Invoice rendering",
+}
+
+
+def follow_up_progress(follow_up: FollowUp) -> str:
+    """One sentence for the order page: "Email delivery is retrying, attempt 2"."""
+    activity = FOLLOW_UP_ACTIVITY.get(follow_up.kind, follow_up.get_kind_display())
+    if follow_up.status == FollowUp.Status.PENDING:
+        return f"{activity} is waiting to start"
+    if follow_up.status == FollowUp.Status.RUNNING:
+        return f"{activity} is running, attempt {follow_up.attempts}"
+    if follow_up.status == FollowUp.Status.RETRYING:
+        # ``attempts`` counts the attempts made; the retry is the next one.
+        return f"{activity} is retrying, attempt {follow_up.attempts + 1}"
+    if follow_up.status == FollowUp.Status.DEAD:
+        return f"{activity} stopped after {follow_up.attempts} attempts"
+    return f"{activity} is done"

@@ -5,6 +5,7 @@ import secrets
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
 from orders import recurring, selectors, services
@@ -104,15 +105,26 @@ def order_detail(request, order_id: str):
     order = selectors.order_get(order_id=order_id)
     if order is None:
         raise Http404("No such order")
-    return render(
+    # htmx polls for the progress part alone, so the page updates without a reload.
+    template = (
+        "orders/_order_progress.html"
+        if request.headers.get("HX-Request")
+        else "orders/order_detail.html"
+    )
+    response = render(
         request,
-        "orders/order_detail.html",
+        template,
         {
             "order": order,
             "status": selectors.order_status(order),
-            "follow_ups": order.follow_ups.all(),
+            "follow_ups": [
+                (follow_up, selectors.follow_up_progress(follow_up))
+                for follow_up in order.follow_ups.all()
+            ],
         },
     )
+    patch_vary_headers(response, ["HX-Request"])  # one URL, two bodies: caches must tell them apart
+    return response
 
 
 @require_GET

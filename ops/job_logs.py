@@ -1,0 +1,133 @@
+"""JSON log lines for every job event, and a request id that follows a click into its jobs.
+
+The web side gives each request an id (``ops.middleware.RequestIdMiddleware``); when a task is
+published during that request, ``before_task_publish`` copies the id into the message headers. On
+the worker, ``task_prerun`` binds it to the log context, so the job's lines carry the same id:
+
+    {"event": "job.finished", "job": "orders.tasks.invoice_render_task", "task_id": "…",
+     "request_id": "…", "order_number": "CS-…", "attempt": 1, "duration_ms": 41.2,
+     "outcome": "succeeded", "error": null, ...}
+
+``grep <request id>`` follows an order from the click to its invoice. The lines are written to the
+``jobs`` logger, which settings send to stderr as one JSON object per line.
+"""
+
+import logging
+import time
+
+import structlog
+from celery.signals import before_task_publish, task_postrun, task_prerun
+
+from orders.models import FollowUp
+from orders.services import TASK_NAME_BY_KIND
+
+REQUEST_ID_HEADER = "request_id"
+JOB_LOGGER = "jobs"
+
+logger = structlog.get_logger(JOB_LOGGER)
+
+FOLLOW_UP_TASKS = frozenset(TASK_NAME_BY_KIND.values())
+# Start times of the tasks running in this worker process, by task id.
+_started: dict[str, float] = {}
+
+
+def configure() -> None:
+    """JSON lines through the standard library, so Django's LOGGING decides where they go."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )
+
+
+def connect() -> None:
+    configure()
+    before_task_publish.connect(_add_request_id_header, weak=False, dispatch_uid="ops-publish")
+    task_prerun.connect(_job_started, weak=False, dispatch_uid="ops-prerun")
+    task_postrun.connect(_job_finished, weak=False, dispatch_uid="ops-postrun")
+
+
+def _add_request_id_header(sender=None, headers=None, body=None, **kwargs) -> None:
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if headers is None:
+        return
+    if request_id and REQUEST_ID_HEADER not in headers:
+        headers[REQUEST_ID_HEADER] = request_id
+    logger.info(
+        "job.published",
+        job=sender,
+        task_id=headers.get("id"),
+        request_id=headers.get(REQUEST_ID_HEADER),
+    )
+
+
+def _job_started(sender=None, task_id=None, task=None, args=None, **kwargs) -> None:
+    _started[task_id] = time.monotonic()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        request_id=_request_id_of(task.request),
+        task_id=task_id,
+        job=task.name,
+    )
+    # The claim has not happened yet: the attempt about to run is the one after those counted.
+    logger.info("job.started", **_follow_up_fields(task.name, args, upcoming=True))
+
+
+def _job_finished(
+    sender=None, task_id=None, task=None, args=None, retval=None, state=None, **kwargs
+) -> None:
+    started = _started.pop(task_id, None)
+    duration_ms = round((time.monotonic() - started) * 1000, 1) if started else None
+    outcome, error = _outcome(state, retval)
+    log = logger.error if outcome == "failed" else logger.info
+    log(
+        "job.finished",
+        duration_ms=duration_ms,
+        outcome=outcome,
+        error=error,
+        **_follow_up_fields(task.name, args),
+    )
+    structlog.contextvars.clear_contextvars()
+
+
+def _outcome(state: str | None, retval) -> tuple[str, str | None]:
+    if state == "RETRY":
+        reason = getattr(retval, "exc", None) or retval
+        return "retrying", f"{type(reason).__name__}: {reason}"
+    if state == "FAILURE" or isinstance(retval, BaseException):
+        return "failed", f"{type(retval).__name__}: {retval}"
+    if isinstance(retval, dict) and retval.get("skipped"):
+        return "skipped", None
+    return "succeeded", None
+
+
+def _request_id_of(request) -> str | None:
+    # Custom message headers show up as request attributes; older protocols nest them.
+    return getattr(request, REQUEST_ID_HEADER, None) or (
+        getattr(request, "headers", None) or {}
+    ).get(REQUEST_ID_HEADER)
+
+
+def _follow_up_fields(job: str, args, *, upcoming: bool = False) -> dict:
+    """Order number and attempt for a follow-up task (they take the follow-up id first)."""
+    if job not in FOLLOW_UP_TASKS or not args or not isinstance(args[0], int):
+        return {}
+    row = (
+        FollowUp.objects.filter(pk=args[0]).values_list("kind", "attempts", "order__number").first()
+    )
+    if row is None:
+        return {"follow_up_id": args[0]}
+    kind, attempts, order_number = row
+    return {
+        "follow_up_id": args[0],
+        "kind": kind,
+        "attempt": attempts + 1 if upcoming else attempts,
+        "order_number": order_number,
+    }

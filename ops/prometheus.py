@@ -1,0 +1,54 @@
+"""The ops snapshot as Prometheus gauges: the same figures as the ops page, one registry a scrape."""
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from ops.selectors import OpsSnapshot
+
+PER_KIND = {
+    "waiting": ("shop_follow_ups_waiting", "Follow-ups waiting to run, by the ledger"),
+    "oldest_wait_seconds": (
+        "shop_follow_up_oldest_wait_seconds",
+        "Age of the oldest waiting follow-up",
+    ),
+    "throughput_per_minute": (
+        "shop_follow_up_throughput_per_minute",
+        "Follow-ups that succeeded in the last minute",
+    ),
+    "retry_rate": (
+        "shop_follow_up_retry_rate",
+        "Share of follow-ups attempted in the last 5 minutes that needed a retry",
+    ),
+    "failure_rate": (
+        "shop_follow_up_failure_rate",
+        "Share of follow-ups attempted in the last 5 minutes that ended dead",
+    ),
+    "dead_letters": ("shop_follow_up_dead_letters", "Follow-ups parked as dead letters"),
+}
+
+
+def registry_for(snapshot: OpsSnapshot) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    depth = Gauge(
+        "shop_queue_depth",
+        "Messages ready in the broker queue",
+        ["queue"],
+        registry=registry,
+    )
+    for queue in snapshot.by_queue:
+        if queue.depth is not None:
+            depth.labels(queue=queue.name).set(queue.depth)
+    for attribute, (name, documentation) in PER_KIND.items():
+        by_kind = Gauge(name, documentation, ["kind", "queue"], registry=registry)
+        for metric in snapshot.by_kind:
+            by_kind.labels(kind=metric.name, queue=metric.queue).set(getattr(metric, attribute))
+    workers = Gauge("shop_workers_online", "Workers that answered a ping", registry=registry)
+    if snapshot.workers is not None:
+        workers.set(len(snapshot.workers))
+    tick = Gauge(
+        "shop_beat_last_tick_timestamp_seconds",
+        "When the relay, scheduled by beat, last ran (Unix time)",
+        registry=registry,
+    )
+    if snapshot.last_beat_tick is not None:
+        tick.set(snapshot.last_beat_tick.timestamp())
+    return registry

@@ -1,0 +1,130 @@
+"""The ops page, the failure lab, ``/metrics`` and the probes. HTTP only: selectors and services do the work."""
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from notifications.selectors import email_faults_get
+from notifications.services import email_faults_set
+from ops import selectors, services
+from ops.forms import EmailFaultsForm, WarehouseFaultsForm
+from ops.prometheus import registry_for
+
+
+@staff_member_required
+@require_GET
+@never_cache
+def dashboard(request):
+    template = "ops/_panel.html" if request.headers.get("HX-Request") else "ops/dashboard.html"
+    response = render(request, template, {"snapshot": selectors.ops_snapshot()})
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@never_cache
+@require_GET
+def metrics(request):
+    """Prometheus text format; for staff, or for a scraper with ``Authorization: Bearer <token>``."""
+    token = settings.OPS_METRICS_TOKEN
+    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    token_ok = bool(token) and secrets.compare_digest(offered.encode(), token.encode())
+    if not token_ok and not (request.user.is_authenticated and request.user.is_staff):
+        response = HttpResponse("authentication required\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    registry = registry_for(selectors.ops_snapshot())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    """The process is up and answering: nothing else is asked."""
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request):
+    """Ready for traffic: the database and the broker answer, and beat ticked recently."""
+    last_tick = selectors.last_beat_tick()
+    max_age = timedelta(seconds=settings.OPS_READY_BEAT_MAX_AGE_SECONDS)
+    checks = {
+        "database": selectors.database_reachable(),
+        "broker": selectors.broker_reachable(),
+        "beat": last_tick is not None and timezone.now() - last_tick <= max_age,
+    }
+    ready = all(checks.values())
+    return JsonResponse(
+        {
+            "status": "ready" if ready else "not ready",
+            "checks": checks,
+            "last_beat_tick": last_tick.isoformat() if last_tick else None,
+        },
+        status=200 if ready else 503,
+    )
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def failure_lab(request):
+    email = email_faults_get()
+    warehouse = selectors.warehouse_faults_get()
+    email_form = EmailFaultsForm(
+        initial={"latency_ms": email.latency_ms, "error_rate": email.error_rate}
+    )
+    warehouse_form = WarehouseFaultsForm(
+        initial={
+            "latency_ms": warehouse.latency_ms,
+            "failure_rate": warehouse.failure_rate,
+            "outage": warehouse.outage,
+        }
+    )
+    status = 200
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "email":
+            email_form = EmailFaultsForm(request.POST)
+            if email_form.is_valid():
+                email_faults_set(**email_form.cleaned_data, poison_recipient=email.poison_recipient)
+                messages.success(request, "Email provider faults saved.")
+                return redirect("ops:failure_lab")
+        elif action == "warehouse":
+            warehouse_form = WarehouseFaultsForm(request.POST)
+            if warehouse_form.is_valid():
+                try:
+                    services.warehouse_faults_set(**warehouse_form.cleaned_data)
+                except services.WarehouseUnreachable as exc:
+                    messages.warning(request, f"Saved, but the warehouse did not take it: {exc}")
+                else:
+                    messages.success(request, "Warehouse faults saved and sent to the warehouse.")
+                return redirect("ops:failure_lab")
+        elif action == "poison":
+            try:
+                placed = services.poison_order_place()
+            except services.NothingInStock as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(
+                    request, f"Poison order {placed.order.number} placed: its email will die."
+                )
+            return redirect("ops:failure_lab")
+        else:
+            messages.error(request, "Unknown action.")
+        status = 400
+    return render(
+        request,
+        "ops/failure_lab.html",
+        {"email_form": email_form, "warehouse_form": warehouse_form},
+        status=status,
+    )

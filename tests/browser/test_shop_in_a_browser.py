@@ -1,0 +1,142 @@
+"""The shop in a real browser (Playwright driving Debian's Chromium) with a real worker behind it.
+
+A customer browses, adds to the cart, checks out, watches the order page turn ready without a reload
+and opens the invoice; a staff member opens /ops/. Screenshots of the storefront, the order page and
+the ops page are taken every run; ``make screenshots`` (UPDATE_SCREENSHOTS=1) keeps them in
+docs/screenshots/ for the README.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from ops import services
+from orders.models import FollowUp
+from tests.processes import REPO, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    # Playwright's sync API keeps an event loop in this thread while the browser is open; the
+    # tests' own ORM calls (and the database flush after each) are still synchronous, so
+    # Django's async-safety guard is told so for as long as the browser lives.
+    earlier = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if earlier is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = earlier
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot(tmp_path):
+    folder = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+
+    def take(page, name: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 0
+        return path
+
+    return take
+
+
+def test_a_customer_buys_watches_the_order_turn_ready_and_opens_the_invoice(
+    live_server, live_worker, page, screenshot
+):
+    call_command("seed_catalog", verbosity=0)
+
+    page.goto(f"{live_server.url}/")
+    page.get_by_role("heading", name="Everything for the kitchen garden").wait_for()
+    screenshot(page, "storefront")
+
+    page.get_by_role("link", name="Celery seeds").first.click()
+    page.get_by_role("button", name="Add to cart").click()
+    page.goto(f"{live_server.url}/cart/")
+    page.get_by_role("link", name="Check out").click()
+    page.fill("#id_email", "ann@example.com")
+    page.fill("#id_name", "Ann Example")
+    page.fill("#id_line1", "Kerkstraat 1")
+    page.fill("#id_city", "Amsterdam")
+    page.fill("#id_postal_code", "1017 GA")
+    page.fill("#id_card_number", "4242424242424242")
+    page.get_by_role("button", name="place order").click()
+
+    page.wait_for_url("**/orders/*/")
+    page.get_by_text("Order placed").or_(page.get_by_text("Order ready")).first.wait_for()
+    # A marker on the window survives only if the page is never reloaded.
+    page.evaluate("window.stillTheSamePage = true")
+    page.locator('#order-progress[data-status="ready"]').wait_for()
+    assert page.evaluate("window.stillTheSamePage") is True
+    screenshot(page, "order-page")
+
+    invoice_link = page.get_by_role("link", name="Download invoice (PDF)")
+    invoice = page.request.get(f"{live_server.url}{invoice_link.get_attribute('href')}")
+    assert invoice.status == 200
+    assert invoice.headers["content-type"] == "application/pdf"
+    assert invoice.body().startswith(b"%PDF")
+
+
+def test_a_staff_member_opens_the_ops_page(
+    live_server, live_worker, page, screenshot, django_user_model
+):
+    django_user_model.objects.create_superuser("ops", "ops@example.com", "ops-password-123")
+    call_command("seed_catalog", verbosity=0)
+    call_command("simulate_orders", count=3, rate=50, stdout=open(os.devnull, "w"))  # noqa: SIM115
+    poisoned = services.poison_order_place().order
+
+    page.goto(f"{live_server.url}/ops/")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "ops-password-123")
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_role("heading", name="Operations").wait_for()
+    page.locator('tr[data-row="critical"]').wait_for()
+    for heading in ("Queue depth", "Throughput /min", "Retry rate", "Failure rate", "Dead letters"):
+        assert page.get_by_role("columnheader", name=heading).first.is_visible()
+    # htmx replaces the panel every 5 s; wait for a refresh that shows the worker online.
+    page.locator('[data-metric="workers"]', has_text="1").wait_for(timeout=20_000)
+    # The poison order's email is a dead letter by now, or by a later refresh.
+    wait_until(
+        lambda: FollowUp.objects.filter(order=poisoned, status="dead").exists(),
+        timeout=30,
+        message="the poison order's email to die",
+    )
+    page.locator('[data-metric="dead-letters"]', has_text="1").wait_for(timeout=20_000)
+    screenshot(page, "ops-page")

@@ -1,0 +1,113 @@
+"""The failure lab: stored toggles the providers read, a poison order, and simulated shoppers."""
+
+import httpx
+import pytest
+from django.core.management import CommandError, call_command
+
+from notifications.models import EmailFaults
+from ops.models import WarehouseFaults
+from ops.services import POISON_RECIPIENT
+from orders.models import FollowUp, Order
+from tests.factories import ProductFactory
+from tests.processes import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_failure_lab_is_for_staff_only(client):
+    assert client.get("/ops/lab/").status_code == 302
+    assert client.post("/ops/lab/", {"action": "poison"}).status_code == 302
+    assert not Order.objects.exists()
+
+
+def test_email_faults_are_stored_for_the_provider_to_read(admin_client):
+    response = admin_client.post(
+        "/ops/lab/", {"action": "email", "latency_ms": "250", "error_rate": "0.3"}
+    )
+
+    assert response.status_code == 302
+    faults = EmailFaults.objects.get()
+    assert (faults.latency_ms, faults.error_rate) == (250, 0.3)
+
+
+def test_an_error_rate_above_one_is_a_form_error_not_a_crash(admin_client):
+    response = admin_client.post(
+        "/ops/lab/", {"action": "email", "latency_ms": "0", "error_rate": "2"}
+    )
+
+    assert response.status_code == 400
+    assert "Ensure this value is less than or equal to 1" in response.content.decode()
+    assert not EmailFaults.objects.exists()
+
+
+def test_an_unknown_action_is_a_bad_request(admin_client):
+    assert admin_client.post("/ops/lab/", {"action": "explode"}).status_code == 400
+
+
+def test_warehouse_faults_are_stored_and_pushed_to_the_warehouse(admin_client, warehouse):
+    response = admin_client.post(
+        "/ops/lab/",
+        {"action": "warehouse", "latency_ms": "40", "failure_rate": "0.5", "outage": "on"},
+    )
+
+    assert response.status_code == 302
+    stored = WarehouseFaults.objects.get()
+    assert (stored.latency_ms, stored.failure_rate, stored.outage) == (40, 0.5, True)
+    live = httpx.get(f"{warehouse.url}/config", timeout=5).json()
+    assert (live["latency_ms"], live["failure_rate"], live["outage"]) == (40, 0.5, True)
+
+
+def test_warehouse_faults_are_kept_and_the_operator_told_when_the_warehouse_is_away(
+    admin_client, settings
+):
+    settings.WAREHOUSE_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+    response = admin_client.post(
+        "/ops/lab/",
+        {"action": "warehouse", "latency_ms": "5", "failure_rate": "0", "outage": "on"},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "the warehouse did not take it" in response.content.decode()
+    assert WarehouseFaults.objects.get().outage is True
+
+
+def test_a_poison_order_is_placed_for_the_poison_recipient(admin_client):
+    ProductFactory(stock=5)
+
+    response = admin_client.post("/ops/lab/", {"action": "poison"})
+
+    assert response.status_code == 302
+    order = Order.objects.get()
+    assert order.email == POISON_RECIPIENT
+    assert EmailFaults.objects.get().poison_recipient == POISON_RECIPIENT
+    assert FollowUp.objects.filter(order=order).count() == 3
+
+
+def test_simulate_orders_places_orders_over_the_real_checkout_path(
+    django_capture_on_commit_callbacks,
+):
+    product = ProductFactory(stock=10)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        call_command("simulate_orders", count=3, rate=100)
+
+    assert Order.objects.count() == 3
+    assert FollowUp.objects.count() == 9
+    assert len(callbacks) == 9  # each follow-up is published after its order commits
+    product.refresh_from_db()
+    assert product.stock == 7
+
+
+@pytest.mark.parametrize("arguments", [{"count": 0, "rate": 1}, {"count": 1, "rate": 0}])
+def test_simulate_orders_refuses_nonsense_counts_and_rates(arguments):
+    with pytest.raises(CommandError):
+        call_command("simulate_orders", **arguments)
+    assert not Order.objects.exists()
+
+
+def test_simulate_orders_says_so_when_nothing_is_in_stock():
+    ProductFactory(stock=0)
+    with pytest.raises(CommandError, match="seed_catalog"):
+        call_command("simulate_orders", count=1, rate=10)

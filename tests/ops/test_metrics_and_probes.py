@@ -1,0 +1,115 @@
+"""/metrics for Prometheus (staff or token), /healthz and /readyz for orchestrators."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from ops.selectors import RELAY_TASK_NAME
+from orders.models import FollowUp
+from tests.factories import ProductFactory, place_order
+
+pytestmark = pytest.mark.django_db
+
+
+def test_metrics_need_staff_or_the_token(client, settings):
+    settings.OPS_METRICS_TOKEN = "scrape-token-123"
+
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        client.get("/metrics", headers={"Authorization": "Bearer scrape-token-123"}).status_code
+        == 200
+    )
+
+
+def test_without_a_token_configured_no_bearer_gets_in(client, settings):
+    settings.OPS_METRICS_TOKEN = ""
+    assert client.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_metrics_carry_the_same_figures_as_the_ops_page(admin_client):
+    order = place_order((ProductFactory(), 1)).order
+    FollowUp.objects.filter(order=order, kind="invoice").update(
+        status="dead", attempts=1, started_at=timezone.now(), finished_at=timezone.now()
+    )
+
+    response = admin_client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    text = response.content.decode()
+    assert 'shop_follow_up_dead_letters{kind="invoice",queue="bulk"} 1.0' in text
+    assert 'shop_follow_ups_waiting{kind="warehouse_sync",queue="default"} 1.0' in text
+    for name in (
+        "shop_queue_depth",
+        "shop_follow_up_oldest_wait_seconds",
+        "shop_follow_up_throughput_per_minute",
+        "shop_follow_up_retry_rate",
+        "shop_follow_up_failure_rate",
+        "shop_workers_online",
+        "shop_beat_last_tick_timestamp_seconds",
+    ):
+        assert f"# TYPE {name} gauge" in text
+
+
+def test_healthz_answers_while_the_process_is_up(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_is_503_until_beat_has_ticked(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"] == {"database": True, "broker": True, "beat": False}
+
+
+def test_readyz_is_200_when_database_broker_and_a_recent_beat_tick_are_there(client):
+    TaskResult.objects.create(
+        task_id="relay-1", task_name=RELAY_TASK_NAME, status="SUCCESS", date_done=timezone.now()
+    )
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "ready"
+
+
+def test_readyz_is_503_when_the_last_beat_tick_is_old(client, settings):
+    settings.OPS_READY_BEAT_MAX_AGE_SECONDS = 60
+    TaskResult.objects.create(task_id="relay-old", task_name=RELAY_TASK_NAME, status="SUCCESS")
+    TaskResult.objects.filter(task_id="relay-old").update(
+        date_done=timezone.now() - timedelta(minutes=5)
+    )
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["beat"] is False
+
+
+def test_readyz_is_503_when_the_broker_is_unreachable(client, settings):
+    from celery import current_app
+
+    TaskResult.objects.create(
+        task_id="relay-2", task_name=RELAY_TASK_NAME, status="SUCCESS", date_done=timezone.now()
+    )
+    keys = ("broker_url", "broker_read_url", "broker_transport")
+    original = {key: current_app.conf[key] for key in keys}
+    # Nothing listens on port 1: the broker is "down" for this process only.
+    current_app.conf.update(
+        broker_url="amqp://guest:guest@127.0.0.1:1//",
+        broker_read_url="amqp://guest:guest@127.0.0.1:1//",
+        broker_transport=None,
+    )
+    try:
+        response = client.get("/readyz")
+    finally:
+        current_app.conf.update(original)
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"] is False

@@ -1,0 +1,153 @@
+"""The ops page and its metrics, read from the follow-up ledger and the broker."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from celery import current_app
+from django.utils import timezone
+from kombu import Queue
+
+from config.schedules import SCHEDULES_BY_NAME
+from ops import selectors, services
+from ops.models import QueueSample
+from orders.models import FollowUp
+from tests.factories import ProductFactory, place_order
+
+pytestmark = pytest.mark.django_db
+
+
+def follow_up(order, kind) -> FollowUp:
+    return FollowUp.objects.get(order=order, kind=kind)
+
+
+def metrics_for(kind: str):
+    return next(m for m in selectors.job_metrics() if m.name == kind)
+
+
+def test_the_ops_page_is_for_staff_only(client, django_user_model):
+    assert client.get("/ops/").status_code == 302
+    assert client.get("/ops/")["Location"].startswith("/admin/login/")
+    customer = django_user_model.objects.create_user("customer", password="pw-12345-long")
+    client.force_login(customer)
+    assert client.get("/ops/").status_code == 302
+
+
+def test_the_ops_page_shows_the_six_metrics_per_queue_and_per_kind(admin_client):
+    order = place_order((ProductFactory(), 1)).order
+    FollowUp.objects.filter(order=order, kind="warehouse_sync").update(
+        status="dead", attempts=1, started_at=timezone.now(), finished_at=timezone.now()
+    )
+
+    response = admin_client.get("/ops/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    for heading in (
+        "Queue depth",
+        "Oldest waiting",
+        "Throughput /min",
+        "Retry rate",
+        "Failure rate",
+        "Dead letters",
+        "Workers online",
+        "Last beat tick",
+    ):
+        assert heading in page
+    for name in ("critical", "default", "bulk", "confirmation_email", "warehouse_sync", "invoice"):
+        assert f'data-row="{name}"' in page
+    assert '<svg class="sparkline"' in page
+    assert 'hx-trigger="every 5s"' in page
+    assert 'data-metric="dead-letters">1<' in page
+
+
+def test_htmx_polling_gets_the_panel_alone(admin_client):
+    response = admin_client.get("/ops/", headers={"HX-Request": "true"})
+
+    assert response.status_code == 200
+    assert response.content.decode().lstrip().startswith('<div id="ops-panel"')
+    assert b"<html" not in response.content
+
+
+def test_dead_letters_and_retries_are_counted_per_kind():
+    orders = [place_order((ProductFactory(), 1)).order for _ in range(4)]
+    now = timezone.now()
+    for order in orders[:2]:
+        FollowUp.objects.filter(order=order, kind="confirmation_email").update(
+            status="dead", attempts=8, started_at=now, finished_at=now
+        )
+    FollowUp.objects.filter(order=orders[2], kind="confirmation_email").update(
+        status="retrying", attempts=2, started_at=now, next_attempt_at=now + timedelta(seconds=30)
+    )
+    FollowUp.objects.filter(order=orders[3], kind="confirmation_email").update(
+        status="succeeded", attempts=1, started_at=now, finished_at=now
+    )
+
+    email = metrics_for("confirmation_email")
+
+    assert email.dead_letters == 2
+    assert email.retrying_now == 1
+    assert email.retry_rate == pytest.approx(3 / 4)  # the dead ones were retried too
+    assert email.failure_rate == pytest.approx(2 / 4)
+    assert email.throughput_per_minute == 1
+    assert email.throughput_history[-1] == 1 and email.failure_history[-1] == 2
+    assert metrics_for("invoice").dead_letters == 0
+
+
+def test_the_oldest_waiting_job_is_the_oldest_pending_or_overdue_follow_up():
+    old, new = (place_order((ProductFactory(), 1)).order for _ in range(2))
+    FollowUp.objects.filter(order=old, kind="invoice").update(
+        created_at=timezone.now() - timedelta(minutes=3)
+    )
+    FollowUp.objects.filter(order=new, kind="invoice").update(status="succeeded")
+
+    invoice = metrics_for("invoice")
+
+    assert invoice.waiting == 1
+    assert 170 < invoice.oldest_wait_seconds < 200
+    assert metrics_for("warehouse_sync").waiting == 2
+
+
+def test_queue_depth_is_read_from_the_broker():
+    queue = Queue(f"ops-depth-{uuid.uuid4().hex[:8]}")  # no worker consumes it
+    with current_app.producer_or_acquire() as producer:
+        for number in range(3):
+            producer.publish({"n": number}, routing_key=queue.name, declare=[queue])
+    try:
+        assert selectors.queue_depths([queue.name]) == {queue.name: 3}
+    finally:
+        with current_app.connection_for_write() as conn:
+            bound = queue(conn.default_channel)
+            bound.purge()
+            bound.delete()
+
+
+def test_a_queue_nothing_was_published_to_has_depth_zero():
+    name = f"ops-never-{uuid.uuid4().hex[:8]}"
+    assert selectors.queue_depths([name]) == {name: 0}
+
+
+def test_beat_samples_queue_depth_and_oldest_wait_for_the_charts(settings):
+    sample_schedule = SCHEDULES_BY_NAME["ops-queue-sample"]
+    assert (sample_schedule.task, sample_schedule.every) == ("ops.tasks.queue_sample_task", 30)
+    assert settings.CELERY_TASK_ROUTES["ops.tasks.queue_sample_task"] == {"queue": "critical"}
+    order = place_order((ProductFactory(), 1)).order
+    FollowUp.objects.filter(order=order).update(created_at=timezone.now() - timedelta(seconds=90))
+
+    samples = services.queue_samples_record()
+
+    assert {sample.queue for sample in samples} == {"critical", "default", "bulk"}
+    history = selectors.queue_history(now=timezone.now())
+    depths, oldest = history["bulk"]
+    assert len(depths) == len(oldest) == selectors.HISTORY_MINUTES
+    assert 85 <= oldest[-1] <= 120
+
+
+def test_samples_older_than_two_hours_are_pruned():
+    stale = QueueSample.objects.create(
+        taken_at=timezone.now() - timedelta(hours=3), queue="bulk", depth=5
+    )
+
+    services.queue_samples_record()
+
+    assert not QueueSample.objects.filter(pk=stale.pk).exists()
