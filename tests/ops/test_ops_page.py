@@ -13,6 +13,7 @@ from ops import selectors, services
 from ops.models import QueueSample
 from orders.models import FollowUp
 from tests.factories import ProductFactory, place_order
+from tests.processes import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -114,7 +115,12 @@ def test_queue_depth_is_read_from_the_broker():
         for number in range(3):
             producer.publish({"n": number}, routing_key=queue.name, declare=[queue])
     try:
-        assert selectors.queue_depths([queue.name]) == {queue.name: 3}
+        # RabbitMQ counts a message in a queue's depth a moment after accepting it.
+        wait_until(
+            lambda: selectors.queue_depths([queue.name]) == {queue.name: 3},
+            timeout=5,
+            message="the broker to report three messages",
+        )
     finally:
         with current_app.connection_for_write() as conn:
             bound = queue(conn.default_channel)
