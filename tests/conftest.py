@@ -6,6 +6,7 @@ and database (PostgreSQL or SQLite), a real SMTP server and the warehouse simula
 never used: it runs tasks inside the caller and proves nothing about a worker.
 """
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import pytest
 from celery.signals import before_task_publish
 from django.db import connection
 
-from tests.processes import SMTPRecorder, free_port, start_warehouse, start_worker
+from tests.processes import SMTPRecorder, free_port, start_warehouse, start_worker, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +107,12 @@ def live_worker(transactional_db, celery_worker_process, smtp_server, warehouse,
     settings.EMAIL_HOST = "127.0.0.1"
     settings.EMAIL_PORT = smtp_server.port
     smtp_server.clear()
-    return celery_worker_process
+    yield celery_worker_process
+    # Let the worker finish what it is doing before the tables are truncated under it.
+    from orders.models import FollowUp
+
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: not FollowUp.objects.filter(status="running").exists(), timeout=10)
 
 
 @pytest.fixture
@@ -137,3 +143,7 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]
+    # Tests that run the session's worker go last. Earlier tests publish real messages when their
+    # transactions commit; with no worker consuming them yet, nothing touches their rows while
+    # pytest-django truncates the tables after each test (the worker's purge drops them later).
+    items.sort(key=lambda item: "celery_worker_process" in item.fixturenames)
