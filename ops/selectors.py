@@ -88,12 +88,12 @@ def queue_depths(queues: list[str]) -> dict[str, int | None]:
                 channel = conn.channel()
                 try:
                     depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
-                except Exception:
+                except conn.channel_errors:
                     depths[queue] = 0  # never declared: nothing was ever published to it
                 finally:
                     try:
                         channel.close()
-                    except Exception:  # already closed by the broker
+                    except conn.channel_errors + conn.connection_errors:  # closed by the broker
                         logger.debug("channel for %s already closed", queue)
     except Exception:
         logger.warning("broker unreachable for queue depths", exc_info=True)
