@@ -625,7 +625,7 @@ def queue_depths() -> dict[str, int]:
         for name in ("critical", "default", "bulk"):
             try:
                 depths[name] = channel.queue_declare(queue=name, passive=True).message_count
-            except Exception:
+            except connection.channel_errors:  # not declared yet; the broker closed the channel
                 depths[name] = -1
                 channel = connection.channel()
     return depths
