@@ -90,6 +90,39 @@ class Process:
         self.log_file.close()
 
 
+class Supervised:
+    """A process started again whenever it exits, as compose's ``restart: unless-stopped`` does.
+
+    Production runs every worker under a supervisor, and the crash tests need one too: kombu 5.7's
+    Redis transport can end the worker with "Unrecoverable error" when the broker vanishes
+    (docs/reliability.md, "Known upstream failures"). acks_late and the relay make that a delay, not
+    a loss, but only if something starts the worker again.
+    """
+
+    def __init__(self, start: Callable[[], Process]):
+        self._start = start
+        self.process = start()
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            if self.process.popen.poll() is not None:
+                self.process.log_file.close()
+                self.restarts += 1
+                self.process = self._start()
+
+    def children(self) -> list[int]:
+        return self.process.children()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._watcher.join()
+        self.process.stop()
+
+
 def start_worker(
     env: dict[str, str],
     log_dir: Path,

@@ -17,20 +17,35 @@ import pytest
 
 from orders.models import FollowUp, Invoice, Order
 from tests.factories import ProductFactory, checkout_payload
-from tests.processes import PrivateRedis, free_port, start_beat, start_web, start_worker, wait_until
+from tests.processes import (
+    PrivateRedis,
+    Supervised,
+    free_port,
+    start_beat,
+    start_web,
+    start_worker,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def private_stack(live_worker, worker_env, process_log_dir):
-    """Web + worker + beat on a private Redis broker; ``stack["redis"]`` may be killed and restarted."""
+    """Web + worker + beat on a private Redis broker; ``stack["redis"]`` may be killed and restarted.
+
+    The worker is supervised, as in production: a worker that dies is started again.
+    """
     redis = PrivateRedis(process_log_dir).start()
     web_port = free_port()
     env = worker_env | {"CELERY_BROKER_URL": redis.url, "SITE_URL": f"http://127.0.0.1:{web_port}"}
     processes = []
     try:
-        processes.append(start_worker(env, process_log_dir, concurrency=2, name="private-worker"))
+        processes.append(
+            Supervised(
+                lambda: start_worker(env, process_log_dir, concurrency=2, name="private-worker")
+            )
+        )
         processes.append(start_beat(env, process_log_dir, name="private-beat"))
         processes.append(start_web(env, process_log_dir, port=web_port))
         yield {
@@ -79,6 +94,9 @@ def assert_exactly_one_effect_each(orders, smtp_server, warehouse, *, workers_we
         assert resent == 0
 
 
+BROKER_OUTAGE_SECONDS = 7
+
+
 def test_checkout_answers_while_the_broker_is_down_and_every_order_becomes_ready(
     private_stack, smtp_server, warehouse
 ):
@@ -87,11 +105,14 @@ def test_checkout_answers_while_the_broker_is_down_and_every_order_becomes_ready
     before = [checkout(base_url, sku) for _ in range(5)]
 
     redis.kill()
+    outage_ends = time.monotonic() + BROKER_OUTAGE_SECONDS
     during, seconds = [], []
     for _ in range(10):
         started = time.monotonic()
         during.append(checkout(base_url, sku))
         seconds.append(time.monotonic() - started)
+    # Long enough for beat to fail sending the relay at least once: beat must recover as well.
+    time.sleep(max(0.0, outage_ends - time.monotonic()))
 
     # Bounded publish: a refused connection fails the publish at once; no retry loop in the request.
     assert max(seconds) < 10, seconds
