@@ -17,3 +17,6 @@ FOLLOW_UP_RETRY_CAP_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_CAP_SECONDS"
 FOLLOW_UP_RELAY_GRACE_SECONDS = int(os.environ.get("FOLLOW_UP_RELAY_GRACE_SECONDS", "1"))
 FOLLOW_UP_REPUBLISH_AFTER_SECONDS = int(os.environ.get("FOLLOW_UP_REPUBLISH_AFTER_SECONDS", "5"))
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# A worker that dies mid-task leaves its row running until the hard time limit: 30 s, not 90 s.
+CELERY_TASK_SOFT_TIME_LIMIT = 20
+CELERY_TASK_TIME_LIMIT = 30
