@@ -102,7 +102,7 @@ class Supervised:
     def __init__(self, start: Callable[[], Process]):
         self._start = start
         self.process = start()
-        self.restarts = 0
+        self.started = [self.process]
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
@@ -111,8 +111,16 @@ class Supervised:
         while not self._stopping.wait(0.5):
             if self.process.popen.poll() is not None:
                 self.process.log_file.close()
-                self.restarts += 1
                 self.process = self._start()
+                self.started.append(self.process)
+
+    @property
+    def restarts(self) -> int:
+        return len(self.started) - 1
+
+    def log(self) -> str:
+        """What every run of the process logged, oldest first."""
+        return "".join(process.log() for process in self.started)
 
     def children(self) -> list[int]:
         return self.process.children()
