@@ -6,6 +6,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -189,8 +190,7 @@ def _order_create(
     follow_ups = FollowUp.objects.bulk_create(
         FollowUp(order=order, kind=kind) for kind in FollowUp.Kind.values
     )
-    for follow_up in follow_ups:
-        transaction.on_commit(publish_after_commit(follow_up.pk, follow_up.kind), robust=True)
+    follow_ups_publish_after_commit((follow_up.pk, follow_up.kind) for follow_up in follow_ups)
     return order, follow_ups
 
 
@@ -221,11 +221,22 @@ PUBLISH_ERRORS = (KombuError, OSError)
 
 
 def follow_up_publish(*, follow_up_id: int, kind: str) -> None:
-    """Hand one follow-up to the broker, once, without retrying; raise if the broker is away."""
+    """Hand one follow-up to the broker and mark it published; raise if the broker is away."""
+    _follow_up_send(follow_up_id=follow_up_id, kind=kind)
+    _follow_ups_mark_published([follow_up_id])
+
+
+def _follow_up_send(*, follow_up_id: int, kind: str) -> None:
+    """Publish the follow-up's task once, without retrying: a failure is the relay's to repair."""
     current_app.send_task(TASK_NAME_BY_KIND[kind], args=[follow_up_id], retry=False)
-    FollowUp.objects.filter(pk=follow_up_id, status=FollowUp.Status.PENDING).update(
-        published_at=timezone.now()
-    )
+
+
+def _follow_ups_mark_published(follow_up_ids: list[int]) -> None:
+    """Tell the relay these were handed over, so it waits before publishing them again."""
+    if follow_up_ids:
+        FollowUp.objects.filter(pk__in=follow_up_ids, status=FollowUp.Status.PENDING).update(
+            published_at=timezone.now()
+        )
 
 
 class PublishBreaker:
@@ -249,20 +260,32 @@ class PublishBreaker:
 publish_breaker = PublishBreaker()
 
 
-def publish_after_commit(follow_up_id: int, kind: str):
-    """The on_commit callback for one follow-up: publish it, or leave it pending for the relay."""
+def follow_ups_publish_after_commit(follow_ups: Iterable[tuple[int, str]]) -> None:
+    """Publish each follow-up once the transaction commits, or leave it pending for the relay.
 
+    One callback per follow-up, so one failed publish cannot stop the others, then one callback
+    that marks those handed over in a single UPDATE rather than one per follow-up.
+    """
+    handed_over: list[int] = []
+    for follow_up_id, kind in follow_ups:
+        transaction.on_commit(_publish_after_commit(follow_up_id, kind, handed_over), robust=True)
+    transaction.on_commit(lambda: _follow_ups_mark_published(handed_over), robust=True)
+
+
+def _publish_after_commit(follow_up_id: int, kind: str, handed_over: list[int]):
     def publish_follow_up() -> None:
         if publish_breaker.is_open():
             logger.info("broker recently unavailable: follow-up %s left to the relay", follow_up_id)
             return
         try:
-            follow_up_publish(follow_up_id=follow_up_id, kind=kind)
+            _follow_up_send(follow_up_id=follow_up_id, kind=kind)
         except PUBLISH_ERRORS as exc:
             publish_breaker.trip()
             logger.warning(
                 "could not publish follow-up %s, left to the relay: %s", follow_up_id, exc
             )
+        else:
+            handed_over.append(follow_up_id)
 
     return publish_follow_up
 
@@ -400,8 +423,7 @@ def follow_up_replay(*, follow_up_ids: list[int]) -> int:
             finished_at=None,
             claimed_by_task_id="",
         )
-        for follow_up_id, kind in dead:
-            transaction.on_commit(publish_after_commit(follow_up_id, kind), robust=True)
+        follow_ups_publish_after_commit(dead)
     return len(dead)
 
 

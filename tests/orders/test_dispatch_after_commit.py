@@ -15,12 +15,52 @@ def test_one_publish_per_follow_up_is_registered_for_after_commit(
     product = ProductFactory()
     with django_capture_on_commit_callbacks() as callbacks:
         order = place_order((product, 1)).order
-    assert len(callbacks) == 3
+    # One callback per follow-up, then the one that marks them published.
+    assert len(callbacks) == 4
     assert published_tasks == []
-    for callback in callbacks:
+    for callback in callbacks[:3]:
         callback()
     expected = sorted((TASK_NAME_BY_KIND[f.kind], [f.pk]) for f in order.follow_ups.all())
     assert sorted(published_tasks) == expected
+    assert set(order.follow_ups.values_list("published_at", flat=True)) == {None}
+    callbacks[3]()
+    assert None not in set(order.follow_ups.values_list("published_at", flat=True))
+
+
+@pytest.mark.django_db
+def test_the_published_follow_ups_are_marked_in_one_update(
+    django_capture_on_commit_callbacks, django_assert_num_queries, published_tasks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        place_order((ProductFactory(), 1))
+    for publish in callbacks[:3]:
+        publish()
+    with django_assert_num_queries(1) as queries:
+        callbacks[3]()
+    assert queries.captured_queries[0]["sql"].startswith('UPDATE "orders_followup"')
+
+
+@pytest.mark.django_db
+def test_a_follow_up_whose_publish_failed_is_not_marked_published(
+    django_capture_on_commit_callbacks, published_tasks
+):
+    """The relay must see it as never published, and publish it after the grace period."""
+    from orders.services import publish_breaker
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        order = place_order((ProductFactory(), 1)).order
+    callbacks[0]()
+    publish_breaker.trip()  # the broker went away after the first publish
+    try:
+        for callback in callbacks[1:]:
+            callback()
+    finally:
+        publish_breaker.closed_again_at = 0.0
+    assert len(published_tasks) == 1
+    published_id = published_tasks[0][1][0]
+    marked = dict(order.follow_ups.values_list("pk", "published_at"))
+    assert marked.pop(published_id) is not None
+    assert set(marked.values()) == {None}
 
 
 @pytest.mark.django_db(transaction=True)
