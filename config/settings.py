@@ -183,6 +183,11 @@ CELERY_TASK_TIME_LIMIT = 90
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_TRACK_STARTED = True
+# Celery's Django fixup closes every database connection before and after each task unless told to
+# reuse them; reconnecting was a tenth of a worker's time (docs/performance.md). Workers keep their
+# connections as the web does instead: config/celery.py drops broken or expired ones (CONN_MAX_AGE)
+# after each task, as Django does after each request.
+CELERY_DB_REUSE_MAX = 1000
 
 # --- Beat: recurring and delayed jobs (issue 5) ----------------------------------------------------
 # The schedules are defined in config/schedules.py and written to the database by

@@ -71,13 +71,14 @@ def _add_request_id_header(sender=None, headers=None, body=None, **kwargs) -> No
 def _job_started(sender=None, task_id=None, task=None, args=None, **kwargs) -> None:
     _started[task_id] = time.monotonic()
     structlog.contextvars.clear_contextvars()
+    # Bound for every line of the job, job.finished included, so the row is read once per run.
     structlog.contextvars.bind_contextvars(
         request_id=_request_id_of(task.request),
         task_id=task_id,
         job=task.name,
+        **_follow_up_fields(task.name, args),
     )
-    # The claim has not happened yet: the attempt about to run is the one after those counted.
-    logger.info("job.started", **_follow_up_fields(task.name, args, upcoming=True))
+    logger.info("job.started")
 
 
 def _job_finished(
@@ -92,7 +93,6 @@ def _job_finished(
         duration_ms=duration_ms,
         outcome=outcome,
         error=error,
-        **_follow_up_fields(task.name, args),
     )
     structlog.contextvars.clear_contextvars()
 
@@ -115,8 +115,8 @@ def _request_id_of(request) -> str | None:
     ).get(REQUEST_ID_HEADER)
 
 
-def _follow_up_fields(job: str, args, *, upcoming: bool = False) -> dict:
-    """Order number and attempt for a follow-up task (they take the follow-up id first)."""
+def _follow_up_fields(job: str, args) -> dict:
+    """Order number and upcoming attempt for a follow-up task (they take the follow-up id first)."""
     if job not in FOLLOW_UP_TASKS or not args or not isinstance(args[0], int):
         return {}
     row = (
@@ -128,6 +128,6 @@ def _follow_up_fields(job: str, args, *, upcoming: bool = False) -> dict:
     return {
         "follow_up_id": args[0],
         "kind": kind,
-        "attempt": attempts + 1 if upcoming else attempts,
+        "attempt": attempts + 1,
         "order_number": order_number,
     }
