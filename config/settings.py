@@ -182,7 +182,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_TRACK_STARTED = True
+# Tasks that keep no result (the follow-ups: their row is the result) still record a failure.
+CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = True
 # Celery's Django fixup closes every database connection before and after each task unless told to
 # reuse them; reconnecting was a tenth of a worker's time (docs/performance.md). Workers keep their
 # connections as the web does instead: config/celery.py drops broken or expired ones (CONN_MAX_AGE)

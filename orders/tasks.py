@@ -2,7 +2,9 @@
 
 What is transient (timeouts, connection errors, 5xx/429, SMTP 4xx) is retried with backoff; anything
 else, and the last attempt, makes the follow-up a dead letter. Celery's own retry counter is not used:
-attempts are counted on the row, where operators can see them (hence ``max_retries=None``).
+attempts are counted on the row, where operators can see them (hence ``max_retries=None``). The row
+is the result, too: status, attempts, last error. So the follow-up tasks store no result of their
+own, except a failure (``CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED``): a poison message has no row.
 """
 
 import logging
@@ -53,17 +55,17 @@ def _run_follow_up(task: Task, follow_up_id: int, perform: Callable[..., dict]) 
     return result
 
 
-@shared_task(bind=True, max_retries=None)
+@shared_task(bind=True, max_retries=None, ignore_result=True)
 def confirmation_email_task(self: Task, follow_up_id: int) -> dict:
     return _run_follow_up(self, follow_up_id, services.confirmation_email_send)
 
 
-@shared_task(bind=True, max_retries=None)
+@shared_task(bind=True, max_retries=None, ignore_result=True)
 def warehouse_sync_task(self: Task, follow_up_id: int) -> dict:
     return _run_follow_up(self, follow_up_id, services.shipment_create)
 
 
-@shared_task(bind=True, max_retries=None)
+@shared_task(bind=True, max_retries=None, ignore_result=True)
 def invoice_render_task(self: Task, follow_up_id: int) -> dict:
     return _run_follow_up(self, follow_up_id, services.invoice_create)
 
