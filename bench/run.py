@@ -193,6 +193,9 @@ class Stack:
         self.database_url, self.database_name = self._database_create(database_url)
         self.broker_url, self.vhost = self._vhost_create(broker_url)
         self.smtp = SMTPServer()
+        # The production workers' sizes, from the variables docker-compose.yml reads.
+        self.critical_concurrency = int(os.environ.get("CRITICAL_CONCURRENCY", "2"))
+        self.default_concurrency = int(os.environ.get("DEFAULT_CONCURRENCY", "6"))
         warehouse_port = free_port()
         self.env = {
             **os.environ,
@@ -342,6 +345,19 @@ class Stack:
         httpx.put(
             f"{self.env['WAREHOUSE_URL']}/config", json={"latency_ms": latency_ms}, timeout=5
         ).raise_for_status()
+
+    def production_workers(self) -> list[Process]:
+        """worker-critical and worker-default, as docker-compose.yml runs them."""
+        return [
+            self.worker("critical", concurrency=self.critical_concurrency),
+            self.worker("default,bulk", concurrency=self.default_concurrency),
+        ]
+
+    def production_workers_described(self) -> str:
+        return (
+            f"worker-critical ({self.critical_concurrency}) + "
+            f"worker-default ({self.default_concurrency})"
+        )
 
     def purge(self):
         from config.celery import app
@@ -593,8 +609,7 @@ def measure_email_latency(stack: Stack) -> dict:
     from django.db import transaction
 
     stack.purge()
-    critical = stack.worker("critical")
-    default = stack.worker("default,bulk")
+    workers = stack.production_workers()
     latencies = []
     for number in range(stack.sizes["email_orders"] + 3):
         committed: list[float] = []
@@ -612,9 +627,9 @@ def measure_email_latency(stack: Stack) -> dict:
         if number >= 3:  # the first few warm the worker's connections
             latencies.append(accepted - committed[0])
         time.sleep(0.3)  # idle workers: the next order arrives after this one is done
-    stack.stop(critical)
-    stack.stop(default)
-    return {"workers": "worker-critical (2) + worker-default (2), idle", **summary_ms(latencies)}
+    for worker in workers:
+        stack.stop(worker)
+    return {"workers": f"{stack.production_workers_described()}, idle", **summary_ms(latencies)}
 
 
 # --- 4. Burst ---------------------------------------------------------------------------------------
@@ -651,7 +666,7 @@ def measure_burst(stack: Stack) -> dict:
     total = orders * 3
     samples = []
     started = time.time()
-    workers = [stack.worker("critical"), stack.worker("default,bulk")]
+    workers = stack.production_workers()
     while True:
         done = follow_ups.filter(status="succeeded").count()
         oldest = follow_ups.exclude(status="succeeded").aggregate(oldest=Min("created_at"))[
@@ -681,7 +696,7 @@ def measure_burst(stack: Stack) -> dict:
     return {
         "orders": orders,
         "follow_ups": total,
-        "workers": "worker-critical (2) + worker-default (2)",
+        "workers": stack.production_workers_described(),
         "enqueue_seconds": round(enqueue_seconds, 1),
         "drain_seconds": round(finished[-1] - finished[0], 1),
         "first_tenth_per_second": round(first_rate, 1),
