@@ -902,7 +902,8 @@ def plot(results: dict, path: Path) -> None:
         )
         axes[1][1].set_title("Soak: worker RSS (MB) over tasks")
         axes[1][1].set_xlabel("tasks")
-        axes[1][1].set_ylim(bottom=0)
+        # From zero, with headroom: a flat line must not hide under the frame.
+        axes[1][1].set_ylim(0, max(s["rss_kb"] for s in soak["samples"]) / 1024 * 1.25)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
 
