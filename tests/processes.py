@@ -114,10 +114,6 @@ class Supervised:
                 self.process = self._start()
                 self.started.append(self.process)
 
-    @property
-    def restarts(self) -> int:
-        return len(self.started) - 1
-
     def log(self) -> str:
         """What every run of the process logged, oldest first."""
         return "".join(process.log() for process in self.started)
