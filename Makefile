@@ -63,7 +63,7 @@ run-production: $(STAMP)
 	python manage.py collectstatic --no-input \
 	  && sh -c "$$(sed -n 's/^release: //p' Procfile.production)" \
 	  && exec honcho start --procfile Procfile.production \
-	    web warehouse worker-critical worker-default beat flower
+	    web warehouse worker-critical worker-default beat relay flower
 
 # Needs PostgreSQL (DATABASE_URL) and RabbitMQ (CELERY_BROKER_URL); makes its own database and vhost.
 bench: $(STAMP)

@@ -31,17 +31,6 @@ class Schedule:
 
 SCHEDULES = [
     Schedule(
-        name="follow-up-relay",
-        task="orders.tasks.follow_up_relay_task",
-        queue="critical",
-        every=5,
-        expires=5,
-        # Every 5 s, and idempotent by itself (tasks claim their rows): a run record per tick
-        # would be 17,280 rows a day of noise.
-        run_key=False,
-        description="Re-publish follow-ups whose publish was lost, or whose worker died.",
-    ),
-    Schedule(
         name="cleanup",
         task="orders.tasks.cleanup_task",
         queue="bulk",

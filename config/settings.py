@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "shop",
+    "follow_ups",
     "orders",
     "notifications",
     "ops",
@@ -132,17 +133,29 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Celery Shop <shop@exa
 # --- Shop integrations ----------------------------------------------------------------------------
 WAREHOUSE_URL = os.environ.get("WAREHOUSE_URL", "http://127.0.0.1:8001").rstrip("/")
 WAREHOUSE_TIMEOUT_SECONDS = float(os.environ.get("WAREHOUSE_TIMEOUT_SECONDS", "5"))
-# A follow-up still pending this long after its order committed is published again by the relay.
-FOLLOW_UP_RELAY_GRACE_SECONDS = int(os.environ.get("FOLLOW_UP_RELAY_GRACE_SECONDS", "10"))
-# A follow-up published but still pending this long is assumed lost with its message (a broker
-# that crashed without persisting it) and published again; the task's claim drops any duplicate.
-FOLLOW_UP_REPUBLISH_AFTER_SECONDS = int(os.environ.get("FOLLOW_UP_REPUBLISH_AFTER_SECONDS", "600"))
+# --- The follow-up engine (follow_ups/; docs/reliability.md) ------------------------------------
+# A running follow-up belongs to the execution holding its lease, renewed every third of this; when
+# the worker is gone the lease lapses and the relay (or a re-delivered message) takes over.
+FOLLOW_UP_LEASE_SECONDS = float(os.environ.get("FOLLOW_UP_LEASE_SECONDS", "15"))
+# The relay ticks this often (on PostgreSQL it is also woken at once by a failed publish) ...
+FOLLOW_UP_RELAY_INTERVAL_SECONDS = float(os.environ.get("FOLLOW_UP_RELAY_INTERVAL_SECONDS", "1"))
+# ... while it holds its lease; a relay that stops renewing for this long is replaced by a standby.
+FOLLOW_UP_RELAY_LEASE_SECONDS = float(os.environ.get("FOLLOW_UP_RELAY_LEASE_SECONDS", "15"))
+# A row never handed to the broker is published by the relay this long after it was written (the
+# web normally publishes it at commit; the wait keeps the two from publishing the same row).
+FOLLOW_UP_RELAY_GRACE_SECONDS = float(os.environ.get("FOLLOW_UP_RELAY_GRACE_SECONDS", "10"))
+# Published rows not started for this long are compared with the broker's queue every
+# FOLLOW_UP_LOST_CHECK_SECONDS: those the queue no longer holds are published again.
+FOLLOW_UP_LOST_AFTER_SECONDS = float(os.environ.get("FOLLOW_UP_LOST_AFTER_SECONDS", "10"))
+FOLLOW_UP_LOST_CHECK_SECONDS = float(os.environ.get("FOLLOW_UP_LOST_CHECK_SECONDS", "5"))
 # After a failed publish, a web process leaves publishing to the relay for this long.
 FOLLOW_UP_PUBLISH_PAUSE_SECONDS = float(os.environ.get("FOLLOW_UP_PUBLISH_PAUSE_SECONDS", "5"))
 # Retries: exponential backoff with full jitter, base * 2**attempt capped, at most this many attempts.
 FOLLOW_UP_MAX_ATTEMPTS = int(os.environ.get("FOLLOW_UP_MAX_ATTEMPTS", "8"))
 FOLLOW_UP_RETRY_BASE_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_BASE_SECONDS", "2"))
 FOLLOW_UP_RETRY_CAP_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_CAP_SECONDS", "300"))
+# A provider's Retry-After (or an email's resend hold) is honoured up to this long.
+FOLLOW_UP_RETRY_AFTER_MAX_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_AFTER_MAX_SECONDS", "3600"))
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None
@@ -169,12 +182,9 @@ CELERY_ENABLE_UTC = True
 
 CELERY_TASK_QUEUES = [Queue("critical"), Queue("default"), Queue("bulk")]
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "orders.tasks.confirmation_email_task": {"queue": "critical"},
-    "orders.tasks.warehouse_sync_task": {"queue": "default"},
-    "orders.tasks.invoice_render_task": {"queue": "bulk"},
-    "orders.tasks.follow_up_relay_task": {"queue": "critical"},
-}
+# Follow-ups are published to their kind's queue (follow_ups.registry); the scheduled jobs are
+# routed by their schedule below.
+CELERY_TASK_ROUTES = {}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -182,8 +192,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
-# Tasks that keep no result (the follow-ups: their row is the result) still record a failure.
-CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = True
+# The follow-ups keep no task result, not even a failure: their row is the result, and a message
+# no task can use is kept as a dead letter in the ledger (follow_ups.dead_messages).
+CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = False
 # Celery's Django fixup closes every database connection before and after each task unless told to
 # reuse them; reconnecting was a tenth of a worker's time (docs/performance.md). Workers keep their
 # connections as the web does instead: config/celery.py drops broken or expired ones (CONN_MAX_AGE)
@@ -225,6 +236,6 @@ LOGGING = {
 # --- Ops: /ops/, /metrics, /readyz (issue 6) ------------------------------------------------------
 # A Prometheus scraper sends "Authorization: Bearer <token>"; unset, /metrics is for staff only.
 OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
-# /readyz answers 503 when the relay (scheduled by beat every 5 s) last ran longer ago than this.
+# /readyz answers 503 when the relay last ticked longer ago than this.
 OPS_READY_BEAT_MAX_AGE_SECONDS = int(os.environ.get("OPS_READY_BEAT_MAX_AGE_SECONDS", "60"))
 # Beat samples queue depth every 30 s for the ops page's charts: "ops-queue-sample" in config/schedules.py.

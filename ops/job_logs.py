@@ -4,8 +4,8 @@ The web side gives each request an id (``ops.middleware.RequestIdMiddleware``); 
 published during that request, ``before_task_publish`` copies the id into the message headers. On
 the worker, ``task_prerun`` binds it to the log context, so the job's lines carry the same id:
 
-    {"event": "job.finished", "job": "orders.tasks.invoice_render_task", "task_id": "…",
-     "request_id": "…", "order_number": "CS-…", "attempt": 1, "duration_ms": 41.2,
+    {"event": "job.finished", "job": "follow_ups.run", "task_id": "…",
+     "request_id": "…", "kind": "invoice", "label": "CS-…", "attempt": 1, "duration_ms": 41.2,
      "outcome": "succeeded", "error": null, ...}
 
 ``grep <request id>`` follows an order from the click to its invoice. The lines are written to the
@@ -18,15 +18,15 @@ import time
 import structlog
 from celery.signals import before_task_publish, task_postrun, task_prerun
 
-from orders.models import FollowUp
-from orders.services import TASK_NAME_BY_KIND
+from follow_ups.models import FollowUp
+from follow_ups.services import RUN_TASK_NAME
 
 REQUEST_ID_HEADER = "request_id"
 JOB_LOGGER = "jobs"
 
 logger = structlog.get_logger(JOB_LOGGER)
 
-FOLLOW_UP_TASKS = frozenset(TASK_NAME_BY_KIND.values())
+FOLLOW_UP_TASKS = frozenset({RUN_TASK_NAME})
 # Start times of the tasks running in this worker process, by task id.
 _started: dict[str, float] = {}
 
@@ -116,18 +116,11 @@ def _request_id_of(request) -> str | None:
 
 
 def _follow_up_fields(job: str, args) -> dict:
-    """Order number and upcoming attempt for a follow-up task (they take the follow-up id first)."""
+    """Kind, label (an order number) and upcoming attempt of a follow-up task (it takes the id)."""
     if job not in FOLLOW_UP_TASKS or not args or not isinstance(args[0], int):
         return {}
-    row = (
-        FollowUp.objects.filter(pk=args[0]).values_list("kind", "attempts", "order__number").first()
-    )
+    row = FollowUp.objects.filter(pk=args[0]).values_list("kind", "attempts", "label").first()
     if row is None:
         return {"follow_up_id": args[0]}
-    kind, attempts, order_number = row
-    return {
-        "follow_up_id": args[0],
-        "kind": kind,
-        "attempt": attempts + 1,
-        "order_number": order_number,
-    }
+    kind, attempts, label = row
+    return {"follow_up_id": args[0], "kind": kind, "attempt": attempts + 1, "label": label}

@@ -25,6 +25,13 @@ PER_KIND = {
     "dead_letters": ("shop_follow_up_dead_letters", "Follow-ups parked as dead letters"),
 }
 
+RELAY_COUNTERS = {
+    "published": "Follow-ups the relay published: never handed over, or a retry fell due",
+    "recovered": "Follow-ups whose execution's lease lapsed, returned to pending",
+    "republished": "Follow-ups re-published because the broker no longer held their message",
+    "failed": "Relay publishes the broker refused",
+}
+
 
 def registry_for(snapshot: OpsSnapshot) -> CollectorRegistry:
     registry = CollectorRegistry()
@@ -45,10 +52,19 @@ def registry_for(snapshot: OpsSnapshot) -> CollectorRegistry:
     if snapshot.workers is not None:
         workers.set(len(snapshot.workers))
     tick = Gauge(
-        "shop_beat_last_tick_timestamp_seconds",
-        "When the relay, scheduled by beat, last ran (Unix time)",
+        "shop_relay_last_tick_timestamp_seconds",
+        "When the active relay last ticked (Unix time)",
         registry=registry,
     )
-    if snapshot.last_beat_tick is not None:
-        tick.set(snapshot.last_beat_tick.timestamp())
+    if snapshot.last_relay_tick is not None:
+        tick.set(snapshot.last_relay_tick.timestamp())
+    for field, documentation in RELAY_COUNTERS.items():
+        counter = Gauge(f"shop_relay_{field}_total", documentation, registry=registry)
+        if snapshot.relay is not None:
+            counter.set(getattr(snapshot.relay, field))
+    lag = Gauge(
+        "shop_relay_lag_seconds", "Age of the oldest follow-up owed to the broker", registry=registry
+    )
+    if snapshot.relay is not None:
+        lag.set(snapshot.relay.lag_seconds)
     return registry

@@ -1,8 +1,8 @@
 """Reads for the ops page, ``/metrics`` and the probes: the six job metrics, workers and beat.
 
-The follow-up ledger (``orders.FollowUp``) answers most questions; the broker answers queue depth;
-Celery's remote control answers which workers are online; the relay's last stored result tells when
-beat last ticked. Every read that leaves the database has a short timeout: a broker or worker that
+The follow-up ledger (``follow_ups.FollowUp``) answers most questions; the broker answers queue
+depth; Celery's remote control answers which workers are online; the relay's own state row tells
+when it last ticked and what it has published, recovered and re-published. Every read that leaves the database has a short timeout: a broker or worker that
 is away makes the page say "unknown", never hang.
 """
 
@@ -14,21 +14,20 @@ from datetime import datetime, timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 from django.utils import timezone
-from django_celery_results.models import TaskResult
 
+from follow_ups import registry
+from follow_ups.broker import BROKER_TIMEOUT_SECONDS, queue_depths
+from follow_ups.models import FollowUp, RelayState
+from follow_ups.selectors import relay_state_get
 from ops.models import QueueSample, WarehouseFaults
-from orders.models import FollowUp
-from orders.services import TASK_NAME_BY_KIND
 
 logger = logging.getLogger(__name__)
 
-RELAY_TASK_NAME = "orders.tasks.follow_up_relay_task"
 RATE_WINDOW = timedelta(minutes=5)
 THROUGHPUT_WINDOW = timedelta(minutes=1)
 HISTORY_MINUTES = 60
-BROKER_TIMEOUT_SECONDS = 1.0
 PING_TIMEOUT_SECONDS = 0.5
 
 
@@ -61,7 +60,11 @@ class OpsSnapshot:
     by_kind: list[JobMetrics]
     by_queue: list[JobMetrics]
     workers: list[str] | None  # None: the broker could not be asked
-    last_beat_tick: datetime | None
+    relay: RelayState | None
+
+    @property
+    def last_relay_tick(self) -> datetime | None:
+        return self.relay.ticked_at if self.relay else None
 
     @property
     def dead_letters(self) -> int:
@@ -69,35 +72,11 @@ class OpsSnapshot:
 
 
 def queue_for_kind(kind: str) -> str:
-    route = settings.CELERY_TASK_ROUTES.get(TASK_NAME_BY_KIND[kind], {})
-    return route.get("queue", settings.CELERY_TASK_DEFAULT_QUEUE)
+    return registry.kind_get(kind).queue
 
 
 def queue_names() -> list[str]:
     return [queue.name for queue in settings.CELERY_TASK_QUEUES]
-
-
-def queue_depths(queues: list[str]) -> dict[str, int | None]:
-    """Messages ready in each queue, asked of the broker itself (a passive declare)."""
-    depths: dict[str, int | None] = dict.fromkeys(queues)
-    try:
-        with current_app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
-            for queue in queues:
-                # A channel per queue: on AMQP a passive declare of a missing queue closes it.
-                channel = conn.channel()
-                try:
-                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
-                except conn.channel_errors:
-                    depths[queue] = 0  # never declared: nothing was ever published to it
-                finally:
-                    try:
-                        channel.close()
-                    except conn.channel_errors + conn.connection_errors:  # closed by the broker
-                        logger.debug("channel for %s already closed", queue)
-    except Exception:
-        logger.warning("broker unreachable for queue depths", exc_info=True)
-    return depths
 
 
 def workers_online() -> list[str] | None:
@@ -110,11 +89,10 @@ def workers_online() -> list[str] | None:
     return sorted(name for reply in replies for name in reply)
 
 
-def last_beat_tick() -> datetime | None:
-    """When the relay (scheduled by beat every 5 s) last finished on a worker."""
-    return TaskResult.objects.filter(task_name=RELAY_TASK_NAME).aggregate(last=Max("date_done"))[
-        "last"
-    ]
+def last_relay_tick() -> datetime | None:
+    """When the active relay last ticked."""
+    state = relay_state_get()
+    return state.ticked_at if state else None
 
 
 def database_reachable() -> bool:
@@ -169,7 +147,7 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
             retry_history=[0] * HISTORY_MINUTES,
             failure_history=[0] * HISTORY_MINUTES,
         )
-        for kind in FollowUp.Kind.values
+        for kind in sorted(k.name for k in registry.kinds())
     }
     started_in_window: dict[str, int] = defaultdict(int)
     retried_in_window: dict[str, int] = defaultdict(int)
@@ -275,7 +253,7 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
         by_kind=by_kind,
         by_queue=by_queue,
         workers=workers_online(),
-        last_beat_tick=last_beat_tick(),
+        relay=relay_state_get(),
     )
 
 

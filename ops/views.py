@@ -56,20 +56,20 @@ def healthz(request):
 @never_cache
 @require_GET
 def readyz(request):
-    """Ready for traffic: the database and the broker answer, and beat ticked recently."""
-    last_tick = selectors.last_beat_tick()
+    """Ready for traffic: the database and the broker answer, and the relay ticked recently."""
+    last_tick = selectors.last_relay_tick()
     max_age = timedelta(seconds=settings.OPS_READY_BEAT_MAX_AGE_SECONDS)
     checks = {
         "database": selectors.database_reachable(),
         "broker": selectors.broker_reachable(),
-        "beat": last_tick is not None and timezone.now() - last_tick <= max_age,
+        "relay": last_tick is not None and timezone.now() - last_tick <= max_age,
     }
     ready = all(checks.values())
     return JsonResponse(
         {
             "status": "ready" if ready else "not ready",
             "checks": checks,
-            "last_beat_tick": last_tick.isoformat() if last_tick else None,
+            "last_relay_tick": last_tick.isoformat() if last_tick else None,
         },
         status=200 if ready else 503,
     )

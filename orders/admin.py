@@ -1,7 +1,10 @@
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
-from orders import services
-from orders.models import FollowUp, Invoice, Order, OrderLine
+from orders import selectors
+from orders.models import Invoice, Order, OrderLine
 
 
 class OrderLineInline(admin.TabularInline):
@@ -11,49 +14,35 @@ class OrderLineInline(admin.TabularInline):
     can_delete = False
 
 
-class FollowUpInline(admin.TabularInline):
-    model = FollowUp
-    extra = 0
-    fields = ["kind", "status", "attempts", "next_attempt_at", "last_error", "updated_at"]
-    readonly_fields = fields
-    can_delete = False
+class OrderFollowUpsMixin:
+    """The order's follow-ups from the ledger, each linked to its row (with its id, as in Flower)."""
+
+    @admin.display(description="Follow-ups")
+    def follow_ups(self, order):
+        rows = selectors.order_follow_ups(order)
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">#{} {}</a>: {} after {} attempt(s) {}',
+            (
+                (
+                    reverse("admin:follow_ups_followup_change", args=[row.pk]),
+                    row.pk,
+                    row.kind_label,
+                    row.status,
+                    row.attempts,
+                    row.last_error[:200],
+                )
+                for row in rows
+            ),
+        )
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(OrderFollowUpsMixin, admin.ModelAdmin):
     list_display = ["number", "email", "total", "created_at", "shipment_reference"]
     search_fields = ["number", "email", "id"]
-    readonly_fields = [f.name for f in Order._meta.fields]
-    inlines = [OrderLineInline, FollowUpInline]
-
-
-@admin.register(FollowUp)
-class FollowUpAdmin(admin.ModelAdmin):
-    list_display = [
-        "order",
-        "kind",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "last_error",
-        "updated_at",
-    ]
-    list_filter = ["status", "kind"]
-    search_fields = ["order__number"]
-    readonly_fields = [f.name for f in FollowUp._meta.fields]
-    actions = ["replay_dead_letters"]
-
-    def has_add_permission(self, request):
-        return False  # follow-ups are born with their order, never on their own
-
-    @admin.action(description="Replay selected dead letters", permissions=["change"])
-    def replay_dead_letters(self, request, queryset):
-        ids = list(queryset.values_list("pk", flat=True))
-        replayed = services.follow_up_replay(follow_up_ids=ids)
-        skipped = len(ids) - replayed
-        self.message_user(request, f"Replayed {replayed} dead letter(s).", messages.SUCCESS)
-        if skipped:
-            self.message_user(request, f"Skipped {skipped} that were not dead.", messages.WARNING)
+    readonly_fields = [f.name for f in Order._meta.fields] + ["follow_ups"]
+    inlines = [OrderLineInline]
 
 
 @admin.register(Invoice)

@@ -90,7 +90,7 @@ class ErrorOut(Schema):
 
 
 def order_out(order: Order, follow_ups=None) -> dict:
-    follow_ups = list(order.follow_ups.all()) if follow_ups is None else follow_ups
+    follow_ups = selectors.order_follow_ups(order) if follow_ups is None else follow_ups
     return {
         "id": str(order.pk),
         "number": order.number,

@@ -1,8 +1,8 @@
-"""Orders and their follow-ups.
+"""Orders, their lines, invoices and shipments.
 
-A ``FollowUp`` row is both the outbox and the status ledger: it is written in the same transaction as
-its order, published to Celery after commit, re-published by the relay if that publish was lost, and
-it records every attempt. An order and its follow-ups exist together or not at all.
+An order's follow-ups (confirmation email, warehouse sync, invoice) are rows of the follow-up ledger
+(``follow_ups.FollowUp``, subject ``order:<id>``), written in the order's own transaction: an order
+and its follow-ups exist together or not at all.
 """
 
 import uuid
@@ -61,46 +61,6 @@ class OrderLine(models.Model):
     @property
     def subtotal(self):
         return self.unit_price * self.quantity
-
-
-class FollowUp(models.Model):
-    class Kind(models.TextChoices):
-        CONFIRMATION_EMAIL = "confirmation_email", "Confirmation email"
-        WAREHOUSE_SYNC = "warehouse_sync", "Warehouse sync"
-        INVOICE = "invoice", "Invoice"
-
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        RETRYING = "retrying"
-        SUCCEEDED = "succeeded"
-        DEAD = "dead"
-
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="follow_ups")
-    kind = models.CharField(max_length=32, choices=Kind.choices)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    published_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # The Celery task id holding the claim: the broker redelivers the same id only if that
-    # delivery was never acknowledged, i.e. the worker running it died.
-    claimed_by_task_id = models.CharField(max_length=64, blank=True)
-    last_error = models.TextField(blank=True)
-    result = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        ordering = ["id"]
-        constraints = [
-            models.UniqueConstraint(fields=["order", "kind"], name="follow_up_one_per_kind"),
-        ]
-        indexes = [models.Index(fields=["status", "created_at"], name="follow_up_status_created")]
-
-    def __str__(self) -> str:
-        return f"{self.kind} for {self.order_id}: {self.status}"
 
 
 class Invoice(models.Model):
@@ -218,17 +178,6 @@ class LowStockAlert(models.Model):
 
     def __str__(self) -> str:
         return f"Low stock {self.product_id}: {self.stock}"
-
-
-class DeadLetterNotice(models.Model):
-    """A dead follow-up that a staff digest has listed; each dead letter is listed once."""
-
-    follow_up = models.OneToOneField(FollowUp, on_delete=models.CASCADE, related_name="+")
-    digest_period = models.CharField(max_length=64)
-    created_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"Listed {self.follow_up_id} in {self.digest_period}"
 
 
 class OrderShipment(models.Model):

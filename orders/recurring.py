@@ -21,10 +21,9 @@ from django_celery_results.models import TaskResult
 from notifications.models import EmailDelivery
 from notifications.services import email_send
 from orders import warehouse
+from follow_ups.models import DeadLetterNotice, FollowUp
 from orders.models import (
     AbandonedCart,
-    DeadLetterNotice,
-    FollowUp,
     JobRun,
     LowStockAlert,
     Order,
@@ -201,13 +200,12 @@ def dead_letter_digest_send(*, period: str) -> dict:
         FollowUp.objects.filter(
             pk__in=DeadLetterNotice.objects.filter(digest_period=period).values("follow_up_id")
         )
-        .select_related("order")
         .order_by("pk")
     )
     if not in_digest:
         return {"dead_letters": 0, "emails": 0}
     lines = [
-        f"- {f.order.number} {f.kind} after {f.attempts} attempt(s): {f.last_error[:200]}"
+        f"- {f.label} {f.kind} after {f.attempts} attempt(s): {f.last_error[:200]}"
         for f in in_digest
     ]
     emails = _email_staff(

@@ -2,21 +2,29 @@
 
 import uuid
 
-from orders.models import FollowUp, Invoice, Order
+from follow_ups.models import FollowUp
+from follow_ups.selectors import follow_ups_of
+from orders.models import Invoice, Order
+from orders.services import CHECKOUT_KINDS, CONFIRMATION_EMAIL, INVOICE, WAREHOUSE_SYNC, order_subject
 
 
 def order_get(*, order_id) -> Order | None:
-    """The order with its lines and follow-ups, or ``None`` for an unknown or malformed id."""
+    """The order with its lines, or ``None`` for an unknown or malformed id."""
     try:
         order_uuid = uuid.UUID(str(order_id))
     except ValueError:
         return None
-    return Order.objects.prefetch_related("lines", "follow_ups").filter(pk=order_uuid).first()
+    return Order.objects.prefetch_related("lines").filter(pk=order_uuid).first()
+
+
+def order_follow_ups(order: Order) -> list[FollowUp]:
+    """The follow-ups checkout wrote for the order, from the ledger."""
+    return follow_ups_of(subject=order_subject(order.pk), kinds=CHECKOUT_KINDS)
 
 
 def order_status(order: Order, follow_ups=None) -> str:
     """ "ready" once every follow-up succeeded; "placed" until then."""
-    follow_ups = list(order.follow_ups.all()) if follow_ups is None else follow_ups
+    follow_ups = order_follow_ups(order) if follow_ups is None else follow_ups
     if follow_ups and all(f.status == FollowUp.Status.SUCCEEDED for f in follow_ups):
         return Order.Status.READY
     return Order.Status.PLACED
@@ -35,26 +43,17 @@ def order_exists(*, number: str) -> bool:
     return Order.objects.filter(number=number).exists()
 
 
-def dead_letter_ids(*, kind: str | None = None, order_number: str | None = None) -> list[int]:
-    dead = FollowUp.objects.filter(status=FollowUp.Status.DEAD)
-    if kind:
-        dead = dead.filter(kind=kind)
-    if order_number:
-        dead = dead.filter(order__number=order_number)
-    return list(dead.values_list("pk", flat=True))
-
-
 # What each follow-up is, in the words a customer reads on the order page.
 FOLLOW_UP_ACTIVITY = {
-    FollowUp.Kind.CONFIRMATION_EMAIL: "Email delivery",
-    FollowUp.Kind.WAREHOUSE_SYNC: "Warehouse sync",
-    FollowUp.Kind.INVOICE: "Invoice rendering",
+    CONFIRMATION_EMAIL: "Email delivery",
+    WAREHOUSE_SYNC: "Warehouse sync",
+    INVOICE: "Invoice rendering",
 }
 
 
 def follow_up_progress(follow_up: FollowUp) -> str:
     """One sentence for the order page: "Email delivery is retrying, attempt 2"."""
-    activity = FOLLOW_UP_ACTIVITY.get(follow_up.kind, follow_up.get_kind_display())
+    activity = FOLLOW_UP_ACTIVITY.get(follow_up.kind, follow_up.kind_label)
     if follow_up.status == FollowUp.Status.PENDING:
         return f"{activity} is waiting to start"
     if follow_up.status == FollowUp.Status.RUNNING:

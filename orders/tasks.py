@@ -1,79 +1,10 @@
-"""Celery entry points for the follow-ups. Each takes a follow-up id and runs one service.
-
-What is transient (timeouts, connection errors, 5xx/429, SMTP 4xx) is retried with backoff; anything
-else, and the last attempt, makes the follow-up a dead letter. Celery's own retry counter is not used:
-attempts are counted on the row, where operators can see them (hence ``max_retries=None``). The row
-is the result, too: status, attempts, last error. So the follow-up tasks store no result of their
-own, except a failure (``CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED``): a poison message has no row.
+"""Celery entry points of the recurring and delayed jobs (the follow-ups run through
+``follow_ups.tasks``). Scheduled in config/schedules.py.
 """
 
-import logging
-from collections.abc import Callable
+from celery import shared_task
 
-from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings
-from django.db import OperationalError
-
-from notifications.services import EmailTemporaryFailure
-from orders import jobs, recurring, services
-from orders.warehouse import WarehouseUnavailable
-
-logger = logging.getLogger(__name__)
-
-TRANSIENT_ERRORS = (
-    EmailTemporaryFailure,
-    WarehouseUnavailable,
-    SoftTimeLimitExceeded,
-    OperationalError,
-)
-
-
-def _run_follow_up(task: Task, follow_up_id: int, perform: Callable[..., dict]) -> dict:
-    follow_up = services.follow_up_claim(follow_up_id=follow_up_id, task_id=task.request.id)
-    if follow_up is None:
-        # Already done, being done, dead, or deleted: a duplicate delivery does nothing.
-        return {"skipped": True}
-    try:
-        result = perform(order=follow_up.order)
-    except TRANSIENT_ERRORS as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        if follow_up.attempts >= settings.FOLLOW_UP_MAX_ATTEMPTS:
-            services.follow_up_bury(
-                follow_up=follow_up, error=f"gave up after {follow_up.attempts} attempts: {error}"
-            )
-            raise
-        delay = services.retry_delay_seconds(
-            attempt=follow_up.attempts, retry_after=getattr(exc, "retry_after", None)
-        )
-        services.follow_up_retry_later(follow_up=follow_up, error=error, delay_seconds=delay)
-        raise task.retry(exc=exc, countdown=delay) from exc
-    except Exception as exc:
-        services.follow_up_bury(follow_up=follow_up, error=f"{type(exc).__name__}: {exc}")
-        raise
-    services.follow_up_succeed(follow_up=follow_up, result=result)
-    return result
-
-
-@shared_task(bind=True, max_retries=None, ignore_result=True)
-def confirmation_email_task(self: Task, follow_up_id: int) -> dict:
-    return _run_follow_up(self, follow_up_id, services.confirmation_email_send)
-
-
-@shared_task(bind=True, max_retries=None, ignore_result=True)
-def warehouse_sync_task(self: Task, follow_up_id: int) -> dict:
-    return _run_follow_up(self, follow_up_id, services.shipment_create)
-
-
-@shared_task(bind=True, max_retries=None, ignore_result=True)
-def invoice_render_task(self: Task, follow_up_id: int) -> dict:
-    return _run_follow_up(self, follow_up_id, services.invoice_create)
-
-
-@shared_task(soft_time_limit=20, time_limit=30)
-def follow_up_relay_task() -> dict:
-    report = services.follow_up_relay()
-    return {"published": report.published, "recovered": report.recovered, "failed": report.failed}
+from orders import jobs, recurring
 
 
 # --- Recurring and delayed jobs ------------------------------------------------------------------

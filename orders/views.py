@@ -111,15 +111,15 @@ def order_detail(request, order_id: str):
         if request.headers.get("HX-Request")
         else "orders/order_detail.html"
     )
+    follow_ups = selectors.order_follow_ups(order)
     response = render(
         request,
         template,
         {
             "order": order,
-            "status": selectors.order_status(order),
+            "status": selectors.order_status(order, follow_ups),
             "follow_ups": [
-                (follow_up, selectors.follow_up_progress(follow_up))
-                for follow_up in order.follow_ups.all()
+                (follow_up, selectors.follow_up_progress(follow_up)) for follow_up in follow_ups
             ],
         },
     )

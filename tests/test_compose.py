@@ -20,6 +20,7 @@ APP_SERVICES = {
     "worker-critical",
     "worker-default",
     "beat",
+    "relay",
     "flower",
 }
 INFRASTRUCTURE = {"postgres", "rabbitmq", "mailpit"}
@@ -30,6 +31,7 @@ PROCESS_FOR_SERVICE = {
     "worker-critical": "worker-critical",
     "worker-default": "worker-default",
     "beat": "beat",
+    "relay": "relay",
     "flower": "flower",
 }
 
@@ -132,7 +134,7 @@ def test_every_long_running_service_has_a_health_check_and_waits_for_healthy_dep
             else:
                 assert condition == {"condition": "service_healthy"}, f"{name} → {dependency}"
     assert services["migrate"]["restart"] == "no"
-    for name in ("web", "worker-critical", "worker-default", "beat"):
+    for name in ("web", "worker-critical", "worker-default", "beat", "relay"):
         assert set(services[name]["depends_on"]) >= {"migrate", "postgres", "rabbitmq"}, name
 
 
@@ -187,6 +189,6 @@ def test_the_redis_variant_swaps_the_broker_and_keeps_every_process():
     for name in APP_SERVICES - {"warehouse"}:  # the simulator stands for a third party: no Celery
         assert services[name]["environment"]["CELERY_BROKER_URL"].startswith("redis://"), name
         assert "rabbitmq" not in services[name].get("depends_on", {}), name
-    for name in ("web", "worker-critical", "worker-default", "beat"):
+    for name in ("web", "worker-critical", "worker-default", "beat", "relay"):
         assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}, name
     assert command_line(services["web"]) == procfile()["web"]

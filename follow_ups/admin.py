@@ -1,0 +1,46 @@
+from django.contrib import admin, messages
+
+from follow_ups import services
+from follow_ups.models import FollowUp, RelayState
+
+
+@admin.register(FollowUp)
+class FollowUpAdmin(admin.ModelAdmin):
+    # The id is the number Flower shows in each task's arguments ("[42] invoice CS-…").
+    list_display = [
+        "id",
+        "label",
+        "kind",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "updated_at",
+    ]
+    list_filter = ["status", "kind"]
+    search_fields = ["=id", "label", "subject", "key"]
+    readonly_fields = [f.name for f in FollowUp._meta.fields]
+    actions = ["replay_dead_letters"]
+
+    def has_add_permission(self, request):
+        return False  # follow-ups are written by the transaction that decides them
+
+    @admin.action(description="Replay selected dead letters", permissions=["change"])
+    def replay_dead_letters(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        replayed = services.follow_up_replay(follow_up_ids=ids)
+        skipped = len(ids) - replayed
+        self.message_user(request, f"Replayed {replayed} dead letter(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Skipped {skipped} that were not dead.", messages.WARNING)
+
+
+@admin.register(RelayState)
+class RelayStateAdmin(admin.ModelAdmin):
+    list_display = ["holder", "ticked_at", "published", "recovered", "republished", "lag_seconds"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

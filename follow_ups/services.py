@@ -1,0 +1,424 @@
+"""The engine's writes: create follow-ups, publish them after commit, run them under a lease,
+retry what is transient, bury what is not, replay dead letters.
+
+Ownership of running work is a lease held by a live execution, not an assumption about when a broker
+re-delivers (brokers re-deliver on a dropped connection too, while the first execution still runs):
+
+- ``follow_up_claim`` is a compare-and-set on the row: it succeeds for a pending row, a retry that
+  is due, or a running row whose lease has lapsed, and hands out a fresh fencing token;
+- while the effect runs, ``LeaseKeeper`` renews the lease every third of its length;
+- only the holder of the current token may record an outcome, so an execution that lost its lease
+  (partitioned, frozen, presumed dead) can never overwrite a newer one's.
+
+Every start counts as an attempt; the start after the kind's attempt limit buries the row instead,
+whatever killed the earlier ones.
+"""
+
+import json
+import logging
+import random
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery import current_app
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from kombu.exceptions import KombuError
+
+from follow_ups import registry
+from follow_ups.models import FollowUp
+
+logger = logging.getLogger(__name__)
+
+RUN_TASK_NAME = "follow_ups.run"
+# NOTIFY channel the relay listens on (PostgreSQL): ids the web could not hand to the broker.
+RELAY_CHANNEL = "follow_up_relay"
+# What a publish raises when the broker cannot take the message (kombu wraps connection errors).
+PUBLISH_ERRORS = (KombuError, OSError)
+# Transient for every kind: the time limit, and the database going away under the effect.
+ALWAYS_TRANSIENT = (SoftTimeLimitExceeded, DatabaseError)
+CLOCK_TOLERANCE_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class NewFollowUp:
+    key: str
+    kind: str
+    subject: str = ""
+    label: str = ""
+    payload: dict | None = None
+
+
+# --- Creating and publishing: the outbox side -----------------------------------------------------
+
+
+def follow_ups_create(*, follow_ups: Iterable[NewFollowUp]) -> list[FollowUp]:
+    """Write the rows (inside the caller's transaction) and publish each after commit.
+
+    A key that exists already is skipped, so a job that selects the same due items twice creates
+    each effect once. Returns the rows this call created.
+    """
+    wanted = list(follow_ups)
+    for new in wanted:
+        registry.kind_get(new.kind)  # an undeclared kind is a programming error: fail loudly
+    existing = set(
+        FollowUp.objects.filter(key__in=[new.key for new in wanted]).values_list("key", flat=True)
+    )
+    rows = [
+        FollowUp(
+            key=new.key,
+            kind=new.kind,
+            subject=new.subject,
+            label=new.label,
+            payload=new.payload or {},
+        )
+        for new in wanted
+        if new.key not in existing
+    ]
+    created = FollowUp.objects.bulk_create(rows, ignore_conflicts=True)
+    if connection.features.can_return_rows_from_bulk_insert and all(r.pk for r in created):
+        follow_ups_publish_after_commit(created)
+        return created
+    # SQLite with ignore_conflicts returns no ids: read back what this transaction wrote.
+    created = list(FollowUp.objects.filter(key__in=[row.key for row in rows], published_at=None))
+    follow_ups_publish_after_commit(created)
+    return created
+
+
+def follow_up_send(follow_up: FollowUp, *, producer=None) -> None:
+    """Publish the follow-up's message once, without retrying: a failure is the relay's to repair.
+
+    Flower shows the row id, kind and label of each task (``argsrepr``), not a bare number.
+    """
+    kind = registry.kind_get(follow_up.kind)
+    current_app.send_task(
+        RUN_TASK_NAME,
+        args=[follow_up.pk],
+        queue=kind.queue,
+        retry=False,
+        producer=producer,
+        argsrepr=f"[{follow_up.pk}] {follow_up.kind} {follow_up.label}".rstrip(),
+    )
+
+
+def follow_ups_mark_published(follow_up_ids: list[int]) -> None:
+    """One UPDATE for every row handed over: the relay then owes them nothing unless they are lost."""
+    if follow_up_ids:
+        FollowUp.objects.filter(
+            pk__in=follow_up_ids, status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING]
+        ).update(published_at=timezone.now())
+
+
+class PublishBreaker:
+    """After a failed publish, this process stops trying for a few seconds.
+
+    A commit whose publish fails still holds its rows (the relay publishes them), but each failed
+    attempt can cost a connect timeout. With the breaker open, requests skip the attempt and stay
+    as fast as with a healthy broker until the broker is back.
+    """
+
+    def __init__(self):
+        self.closed_again_at = 0.0
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self.closed_again_at
+
+    def trip(self) -> None:
+        self.closed_again_at = time.monotonic() + settings.FOLLOW_UP_PUBLISH_PAUSE_SECONDS
+
+
+publish_breaker = PublishBreaker()
+
+
+def follow_ups_publish_after_commit(follow_ups: Iterable[FollowUp]) -> None:
+    """Publish each follow-up once the transaction commits, or leave it to the relay.
+
+    One callback per follow-up, so one failed publish cannot stop the others, then one callback
+    that marks those handed over in a single UPDATE and tells the relay about the rest.
+    """
+    handed_over: list[int] = []
+    left_over: list[int] = []
+    for follow_up in follow_ups:
+        transaction.on_commit(
+            _publish_after_commit(follow_up, handed_over, left_over), robust=True
+        )
+    transaction.on_commit(lambda: _publish_settle(handed_over, left_over), robust=True)
+
+
+def _publish_after_commit(follow_up: FollowUp, handed_over: list[int], left_over: list[int]):
+    def publish_follow_up() -> None:
+        if publish_breaker.is_open():
+            left_over.append(follow_up.pk)
+            return
+        try:
+            follow_up_send(follow_up)
+        except PUBLISH_ERRORS as exc:
+            publish_breaker.trip()
+            left_over.append(follow_up.pk)
+            logger.warning("could not publish follow-up %s, left to the relay: %s", follow_up.pk, exc)
+        else:
+            handed_over.append(follow_up.pk)
+
+    return publish_follow_up
+
+
+def _publish_settle(handed_over: list[int], left_over: list[int]) -> None:
+    follow_ups_mark_published(handed_over)
+    if left_over:
+        relay_wake(follow_up_ids=left_over)
+
+
+def relay_wake(*, follow_up_ids: list[int]) -> None:
+    """Tell the relay (PostgreSQL LISTEN/NOTIFY) to publish these now instead of after its grace.
+
+    On other databases the relay polls; this is a no-op there.
+    """
+    if connection.vendor != "postgresql":
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [RELAY_CHANNEL, json.dumps(follow_up_ids)])
+    except DatabaseError:  # the relay's grace period covers them anyway
+        logger.warning("could not wake the relay", exc_info=True)
+
+
+# --- Running a follow-up: the worker side ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    follow_up: FollowUp  # as claimed: attempts, started_at and lease_token are the new ones
+    kind: registry.Kind
+
+
+def follow_up_claim(*, follow_up_id: int) -> Claim | None:
+    """Take the follow-up for one execution, or ``None`` if it is not ours to run now.
+
+    Claimable: pending; retrying and due; running with a lapsed lease (its execution is gone). A
+    row held under a live lease is not: a re-delivered copy of a message whose execution is alive
+    does nothing. The update is a compare-and-set on what was read, so of two racing claims one wins.
+    """
+    now = timezone.now()
+    follow_up = FollowUp.objects.filter(pk=follow_up_id).first()
+    if follow_up is None or not _claimable(follow_up, now):
+        return None
+    kind = registry.kind_get(follow_up.kind)
+    same_as_read = FollowUp.objects.filter(
+        pk=follow_up.pk,
+        status=follow_up.status,
+        attempts=follow_up.attempts,
+        lease_token=follow_up.lease_token,
+    )
+    if follow_up.attempts >= kind.attempt_limit:
+        # The limit is spent and something still asks for a run: the last attempts never finished
+        # (a worker killed every time, out of memory, a hard time limit). Bury it.
+        buried = same_as_read.update(
+            status=FollowUp.Status.DEAD,
+            finished_at=now,
+            updated_at=now,
+            lease_token="",
+            lease_expires_at=None,
+            last_error=f"gave up after {follow_up.attempts} attempts; the last one did not finish"
+            + (f" ({follow_up.last_error[:500]})" if follow_up.last_error else ""),
+        )
+        if buried:
+            logger.error("follow-up %s (%s) is dead: attempt limit spent", follow_up.pk, kind.name)
+        return None
+    token = secrets.token_hex(16)
+    claimed = same_as_read.update(
+        status=FollowUp.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        finished_at=None,
+        next_attempt_at=None,
+        lease_token=token,
+        lease_expires_at=now + timedelta(seconds=settings.FOLLOW_UP_LEASE_SECONDS),
+        updated_at=now,
+    )
+    if not claimed:
+        return None
+    follow_up.status = FollowUp.Status.RUNNING
+    follow_up.attempts += 1
+    follow_up.started_at = now
+    follow_up.lease_token = token
+    return Claim(follow_up=follow_up, kind=kind)
+
+
+def _claimable(follow_up: FollowUp, now) -> bool:
+    if follow_up.status == FollowUp.Status.PENDING:
+        return True
+    if follow_up.status == FollowUp.Status.RETRYING:
+        # A little early is fine: the relay publishes on its clock, the worker claims on its own.
+        due = follow_up.next_attempt_at
+        return due is None or due <= now + timedelta(seconds=CLOCK_TOLERANCE_SECONDS)
+    if follow_up.status == FollowUp.Status.RUNNING:
+        return follow_up.lease_expires_at is None or follow_up.lease_expires_at < now
+    return False
+
+
+class LeaseKeeper:
+    """Renews an execution's lease in a thread while the effect runs; stops when it is done.
+
+    The thread opens its own database connection on its first renewal (every third of the lease,
+    so a short effect never opens one) and closes it at the end. A renewal that finds the token
+    gone means the row was taken over: ``lost`` is set and renewing stops.
+    """
+
+    def __init__(self, follow_up: FollowUp):
+        self.follow_up_id = follow_up.pk
+        self.token = follow_up.lease_token
+        self.lost = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="lease-keeper", daemon=True)
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        lease = settings.FOLLOW_UP_LEASE_SECONDS
+        try:
+            while not self._done.wait(lease / 3):
+                try:
+                    renewed = FollowUp.objects.filter(
+                        pk=self.follow_up_id, status=FollowUp.Status.RUNNING, lease_token=self.token
+                    ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease))
+                except DatabaseError:  # try again next time; the lease is three renewals long
+                    logger.warning("could not renew the lease of follow-up %s", self.follow_up_id)
+                    connection.close()
+                    continue
+                if not renewed:
+                    self.lost = True
+                    logger.warning("follow-up %s was taken over; lease lost", self.follow_up_id)
+                    return
+        finally:
+            connection.close()
+
+
+class AttemptFailed(Exception):
+    """An attempt ended in a retry or a dead letter; the row says which (Flower shows this)."""
+
+
+def follow_up_run(*, follow_up_id: int) -> dict:
+    """Claim the follow-up, run its effect under a lease, record the outcome on the row.
+
+    Retries live in the database (``next_attempt_at``) and the relay publishes each once it is due,
+    never as a broker countdown. Returns the result, or ``{"skipped": True}`` when the row was not
+    ours to run (done, dead, or held by a live execution).
+    """
+    claim = follow_up_claim(follow_up_id=follow_up_id)
+    if claim is None:
+        return {"skipped": True}
+    follow_up, kind = claim.follow_up, claim.kind
+    try:
+        with LeaseKeeper(follow_up):
+            result = kind.perform(follow_up)
+    except kind.transient + ALWAYS_TRANSIENT as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        if follow_up.attempts >= kind.attempt_limit:
+            follow_up_bury(
+                follow_up=follow_up, error=f"gave up after {follow_up.attempts} attempts: {error}"
+            )
+            raise AttemptFailed(f"dead after {follow_up.attempts} attempts: {error}") from exc
+        delay = retry_delay_seconds(
+            attempt=follow_up.attempts, retry_after=getattr(exc, "retry_after", None)
+        )
+        follow_up_retry_later(follow_up=follow_up, error=error, delay_seconds=delay)
+        raise AttemptFailed(f"retrying in {delay:.1f} s: {error}") from exc
+    except Exception as exc:
+        follow_up_bury(follow_up=follow_up, error=f"{type(exc).__name__}: {exc}")
+        raise
+    follow_up_succeed(follow_up=follow_up, result=result)
+    return result
+
+
+def follow_up_succeed(*, follow_up: FollowUp, result: dict) -> bool:
+    return _follow_up_finish(
+        follow_up,
+        status=FollowUp.Status.SUCCEEDED,
+        result=result,
+        last_error="",
+        finished_at=timezone.now(),
+    )
+
+
+def follow_up_retry_later(*, follow_up: FollowUp, error: str, delay_seconds: float) -> bool:
+    return _follow_up_finish(
+        follow_up,
+        status=FollowUp.Status.RETRYING,
+        last_error=error[:2000],
+        next_attempt_at=timezone.now() + timedelta(seconds=delay_seconds),
+        published_at=None,  # the relay publishes it once, when it is due
+    )
+
+
+def follow_up_bury(*, follow_up: FollowUp, error: str) -> bool:
+    """Park the follow-up as a dead letter: visible in the admin, on /ops/ and replayable."""
+    finished = _follow_up_finish(
+        follow_up, status=FollowUp.Status.DEAD, last_error=error[:2000], finished_at=timezone.now()
+    )
+    if finished:
+        logger.error("follow-up %s (%s) is dead: %s", follow_up.pk, follow_up.kind, error)
+    return finished
+
+
+def _follow_up_finish(follow_up: FollowUp, **fields) -> bool:
+    """Record the outcome, only while this execution's token is the current one (fencing)."""
+    finished = FollowUp.objects.filter(
+        pk=follow_up.pk, status=FollowUp.Status.RUNNING, lease_token=follow_up.lease_token
+    ).update(lease_token="", lease_expires_at=None, updated_at=timezone.now(), **fields)
+    if not finished:
+        logger.warning(
+            "follow-up %s: outcome %s dropped, this execution no longer holds it",
+            follow_up.pk,
+            fields.get("status"),
+        )
+    return bool(finished)
+
+
+def retry_delay_seconds(*, attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, capped; never sooner than the provider asked."""
+    ceiling = min(
+        settings.FOLLOW_UP_RETRY_CAP_SECONDS, settings.FOLLOW_UP_RETRY_BASE_SECONDS * 2**attempt
+    )
+    delay = random.uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, settings.FOLLOW_UP_RETRY_AFTER_MAX_SECONDS))
+    return delay
+
+
+def follow_up_replay(*, follow_up_ids: list[int]) -> int:
+    """Give dead letters another run: reset them to pending and publish each once, after commit.
+
+    Only dead rows are reset, so replaying the same selection twice, or racing another operator,
+    publishes each follow-up once.
+    """
+    with transaction.atomic():
+        dead = list(
+            FollowUp.objects.select_for_update().filter(
+                pk__in=follow_up_ids, status=FollowUp.Status.DEAD
+            )
+        )
+        FollowUp.objects.filter(pk__in=[row.pk for row in dead]).update(
+            status=FollowUp.Status.PENDING,
+            attempts=0,
+            published_at=None,
+            next_attempt_at=None,
+            finished_at=None,
+            lease_token="",
+            lease_expires_at=None,
+            updated_at=timezone.now(),
+        )
+        follow_ups_publish_after_commit(dead)
+    return len(dead)

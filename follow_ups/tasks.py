@@ -1,0 +1,25 @@
+"""The engine's one Celery entry point: run a follow-up by its row id.
+
+Every kind runs through this task, published to the kind's queue; the row says what to do. It keeps
+no result of its own (the row is the result). A message that carries anything but one row id cannot
+be run by any code and becomes a dead letter (``follow_ups.dead_messages``), never a silent failure.
+"""
+
+from celery import Task, shared_task
+
+from follow_ups import dead_messages, services
+
+
+@shared_task(bind=True, name=services.RUN_TASK_NAME, ignore_result=True)
+def follow_up_run_task(self: Task, *args, **kwargs) -> dict:
+    if kwargs or len(args) != 1 or type(args[0]) is not int:
+        dead_messages.dead_message_record(
+            task_name=self.name,
+            task_id=self.request.id,
+            args=list(args),
+            kwargs=kwargs,
+            queue=(self.request.delivery_info or {}).get("routing_key", ""),
+            error="the message does not carry one follow-up id",
+        )
+        return {"skipped": True, "dead_message": True}
+    return services.follow_up_run(follow_up_id=args[0])

@@ -1,0 +1,45 @@
+"""The order's own effects, declared to the follow-up engine: what each is, where it runs, what it does.
+
+Checkout writes one row of each kind with the order (``services.order_follow_ups_new``); the engine
+runs them through these declarations.
+"""
+
+from follow_ups.models import FollowUp
+from follow_ups.registry import Kind, register
+from notifications.services import EmailTemporaryFailure
+from orders import services
+from orders.models import Order
+from orders.services import CONFIRMATION_EMAIL, INVOICE, WAREHOUSE_SYNC
+from orders.warehouse import WarehouseUnavailable
+
+def _order_of(follow_up: FollowUp) -> Order:
+    return Order.objects.get(pk=follow_up.subject.removeprefix("order:"))
+
+
+def register_kinds() -> None:
+    register(
+        Kind(
+            name=CONFIRMATION_EMAIL,
+            label="Confirmation email",
+            queue="critical",
+            perform=lambda follow_up: services.confirmation_email_send(order=_order_of(follow_up)),
+            transient=(EmailTemporaryFailure,),
+        )
+    )
+    register(
+        Kind(
+            name=WAREHOUSE_SYNC,
+            label="Warehouse sync",
+            queue="default",
+            perform=lambda follow_up: services.shipment_create(order=_order_of(follow_up)),
+            transient=(WarehouseUnavailable,),
+        )
+    )
+    register(
+        Kind(
+            name=INVOICE,
+            label="Invoice",
+            queue="bulk",
+            perform=lambda follow_up: services.invoice_create(order=_order_of(follow_up)),
+        )
+    )
