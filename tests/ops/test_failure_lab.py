@@ -4,10 +4,11 @@ import httpx
 import pytest
 from django.core.management import CommandError, call_command
 
+from follow_ups.models import FollowUp
 from notifications.models import EmailFaults
 from ops.models import WarehouseFaults
 from ops.services import POISON_RECIPIENT
-from orders.models import FollowUp, Order
+from orders.models import Order
 from tests.factories import ProductFactory
 from tests.processes import free_port
 
@@ -82,7 +83,7 @@ def test_a_poison_order_is_placed_for_the_poison_recipient(admin_client):
     order = Order.objects.get()
     assert order.email == POISON_RECIPIENT
     assert EmailFaults.objects.get().poison_recipient == POISON_RECIPIENT
-    assert FollowUp.objects.filter(order=order).count() == 3
+    assert FollowUp.objects.filter(label=order.number).count() == 3
 
 
 def test_simulate_orders_places_orders_over_the_real_checkout_path(

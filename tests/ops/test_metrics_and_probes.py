@@ -4,10 +4,8 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_celery_results.models import TaskResult
 
-from ops.selectors import RELAY_TASK_NAME
-from orders.models import FollowUp
+from follow_ups.models import FollowUp, RelayState
 from tests.factories import ProductFactory, place_order
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +29,7 @@ def test_without_a_token_configured_no_bearer_gets_in(client, settings):
 
 def test_metrics_carry_the_same_figures_as_the_ops_page(admin_client):
     order = place_order((ProductFactory(), 1)).order
-    FollowUp.objects.filter(order=order, kind="invoice").update(
+    FollowUp.objects.filter(label=order.number, kind="invoice").update(
         status="dead", attempts=1, started_at=timezone.now(), finished_at=timezone.now()
     )
 
@@ -49,9 +47,38 @@ def test_metrics_carry_the_same_figures_as_the_ops_page(admin_client):
         "shop_follow_up_retry_rate",
         "shop_follow_up_failure_rate",
         "shop_workers_online",
-        "shop_beat_last_tick_timestamp_seconds",
+        "shop_relay_last_tick_timestamp_seconds",
+        "shop_relay_published_total",
+        "shop_relay_recovered_total",
+        "shop_relay_republished_total",
+        "shop_relay_failed_total",
+        "shop_relay_lag_seconds",
     ):
         assert f"# TYPE {name} gauge" in text
+
+
+def test_metrics_carry_what_the_relay_did(admin_client):
+    ticked_at = timezone.now()
+    RelayState.objects.create(
+        pk=1,
+        holder="relay-1",
+        ticked_at=ticked_at,
+        published=7,
+        recovered=2,
+        republished=1,
+        failed=3,
+        lag_seconds=4.5,
+    )
+
+    text = admin_client.get("/metrics").content.decode()
+
+    assert "shop_relay_published_total 7.0" in text
+    assert "shop_relay_recovered_total 2.0" in text
+    assert "shop_relay_republished_total 1.0" in text
+    assert "shop_relay_failed_total 3.0" in text
+    assert "shop_relay_lag_seconds 4.5" in text
+    tick = next(line for line in text.splitlines() if line.startswith("shop_relay_last_tick"))
+    assert float(tick.split()[-1]) == pytest.approx(ticked_at.timestamp())
 
 
 def test_healthz_answers_while_the_process_is_up(client):
@@ -60,44 +87,42 @@ def test_healthz_answers_while_the_process_is_up(client):
     assert response.json() == {"status": "ok"}
 
 
-def test_readyz_is_503_until_beat_has_ticked(client):
+def test_readyz_is_503_until_the_relay_has_ticked(client):
     response = client.get("/readyz")
 
     assert response.status_code == 503
     body = response.json()
-    assert body["checks"] == {"database": True, "broker": True, "beat": False}
+    assert body["checks"] == {"database": True, "broker": True, "relay": False}
+    assert body["last_relay_tick"] is None
 
 
-def test_readyz_is_200_when_database_broker_and_a_recent_beat_tick_are_there(client):
-    TaskResult.objects.create(
-        task_id="relay-1", task_name=RELAY_TASK_NAME, status="SUCCESS", date_done=timezone.now()
-    )
+def test_readyz_is_200_when_database_broker_and_a_recent_relay_tick_are_there(client):
+    ticked_at = timezone.now()
+    RelayState.objects.create(pk=1, holder="relay-1", ticked_at=ticked_at)
 
     response = client.get("/readyz")
 
     assert response.status_code == 200, response.json()
     assert response.json()["status"] == "ready"
+    assert response.json()["last_relay_tick"] == ticked_at.isoformat()
 
 
-def test_readyz_is_503_when_the_last_beat_tick_is_old(client, settings):
+def test_readyz_is_503_when_the_last_relay_tick_is_old(client, settings):
     settings.OPS_READY_BEAT_MAX_AGE_SECONDS = 60
-    TaskResult.objects.create(task_id="relay-old", task_name=RELAY_TASK_NAME, status="SUCCESS")
-    TaskResult.objects.filter(task_id="relay-old").update(
-        date_done=timezone.now() - timedelta(minutes=5)
+    RelayState.objects.create(
+        pk=1, holder="relay-1", ticked_at=timezone.now() - timedelta(minutes=5)
     )
 
     response = client.get("/readyz")
 
     assert response.status_code == 503
-    assert response.json()["checks"]["beat"] is False
+    assert response.json()["checks"]["relay"] is False
 
 
 def test_readyz_is_503_when_the_broker_is_unreachable(client, settings):
     from celery import current_app
 
-    TaskResult.objects.create(
-        task_id="relay-2", task_name=RELAY_TASK_NAME, status="SUCCESS", date_done=timezone.now()
-    )
+    RelayState.objects.create(pk=1, holder="relay-1", ticked_at=timezone.now())
     keys = ("broker_url", "broker_read_url", "broker_transport")
     original = {key: current_app.conf[key] for key in keys}
     # Nothing listens on port 1: the broker is "down" for this process only.

@@ -9,17 +9,13 @@ from django.utils import timezone
 from kombu import Queue
 
 from config.schedules import SCHEDULES_BY_NAME
+from follow_ups.models import FollowUp, RelayState
 from ops import selectors, services
 from ops.models import QueueSample
-from orders.models import FollowUp
 from tests.factories import ProductFactory, place_order
 from tests.processes import wait_until
 
 pytestmark = pytest.mark.django_db
-
-
-def follow_up(order, kind) -> FollowUp:
-    return FollowUp.objects.get(order=order, kind=kind)
 
 
 def metrics_for(kind: str):
@@ -36,7 +32,7 @@ def test_the_ops_page_is_for_staff_only(client, django_user_model):
 
 def test_the_ops_page_shows_the_six_metrics_per_queue_and_per_kind(admin_client):
     order = place_order((ProductFactory(), 1)).order
-    FollowUp.objects.filter(order=order, kind="warehouse_sync").update(
+    FollowUp.objects.filter(label=order.number, kind="warehouse_sync").update(
         status="dead", attempts=1, started_at=timezone.now(), finished_at=timezone.now()
     )
 
@@ -52,7 +48,7 @@ def test_the_ops_page_shows_the_six_metrics_per_queue_and_per_kind(admin_client)
         "Failure rate",
         "Dead letters",
         "Workers online",
-        "Last beat tick",
+        "Relay",
     ):
         assert heading in page
     for name in ("critical", "default", "bulk", "confirmation_email", "warehouse_sync", "invoice"):
@@ -60,6 +56,25 @@ def test_the_ops_page_shows_the_six_metrics_per_queue_and_per_kind(admin_client)
     assert '<svg class="sparkline"' in page
     assert 'hx-trigger="every 5s"' in page
     assert 'data-metric="dead-letters">1<' in page
+    assert 'data-metric="relay">never ticked<' in page
+    assert "/admin/follow_ups/followup/?status__exact=dead" in page
+
+
+def test_the_ops_page_shows_when_the_relay_ticked_and_what_it_did(admin_client):
+    RelayState.objects.create(
+        pk=1,
+        holder="relay-1",
+        ticked_at=timezone.now() - timedelta(minutes=2),
+        published=12,
+        recovered=3,
+        republished=1,
+        lag_seconds=4,
+    )
+
+    page = admin_client.get("/ops/").content.decode()
+
+    assert 'data-metric="relay">ticked 2\xa0minutes ago<' in page
+    assert "published 12, recovered 3, re-published as lost 1; lag 4 s" in page
 
 
 def test_htmx_polling_gets_the_panel_alone(admin_client):
@@ -74,13 +89,13 @@ def test_dead_letters_and_retries_are_counted_per_kind():
     orders = [place_order((ProductFactory(), 1)).order for _ in range(4)]
     now = timezone.now()
     for order in orders[:2]:
-        FollowUp.objects.filter(order=order, kind="confirmation_email").update(
+        FollowUp.objects.filter(label=order.number, kind="confirmation_email").update(
             status="dead", attempts=8, started_at=now, finished_at=now
         )
-    FollowUp.objects.filter(order=orders[2], kind="confirmation_email").update(
+    FollowUp.objects.filter(label=orders[2].number, kind="confirmation_email").update(
         status="retrying", attempts=2, started_at=now, next_attempt_at=now + timedelta(seconds=30)
     )
-    FollowUp.objects.filter(order=orders[3], kind="confirmation_email").update(
+    FollowUp.objects.filter(label=orders[3].number, kind="confirmation_email").update(
         status="succeeded", attempts=1, started_at=now, finished_at=now
     )
 
@@ -97,10 +112,10 @@ def test_dead_letters_and_retries_are_counted_per_kind():
 
 def test_the_oldest_waiting_job_is_the_oldest_pending_or_overdue_follow_up():
     old, new = (place_order((ProductFactory(), 1)).order for _ in range(2))
-    FollowUp.objects.filter(order=old, kind="invoice").update(
+    FollowUp.objects.filter(label=old.number, kind="invoice").update(
         created_at=timezone.now() - timedelta(minutes=3)
     )
-    FollowUp.objects.filter(order=new, kind="invoice").update(status="succeeded")
+    FollowUp.objects.filter(label=new.number, kind="invoice").update(status="succeeded")
 
     invoice = metrics_for("invoice")
 
@@ -138,7 +153,7 @@ def test_beat_samples_queue_depth_and_oldest_wait_for_the_charts(settings):
     assert (sample_schedule.task, sample_schedule.every) == ("ops.tasks.queue_sample_task", 30)
     assert settings.CELERY_TASK_ROUTES["ops.tasks.queue_sample_task"] == {"queue": "critical"}
     order = place_order((ProductFactory(), 1)).order
-    FollowUp.objects.filter(order=order).update(created_at=timezone.now() - timedelta(seconds=90))
+    FollowUp.objects.filter(label=order.number).update(created_at=timezone.now() - timedelta(seconds=90))
 
     samples = services.queue_samples_record()
 

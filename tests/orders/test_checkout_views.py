@@ -6,7 +6,8 @@ import uuid
 import pytest
 from django.test import Client
 
-from orders.models import FollowUp, Invoice, Order
+from follow_ups.models import FollowUp
+from orders.models import Invoice, Order
 from tests.factories import DECLINED_CARD, GOOD_CARD, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -132,13 +133,13 @@ def test_order_page_shows_every_follow_up_and_says_ready_when_all_succeeded(cart
     token = form_token(cart_client.get("/checkout/"))
     cart_client.post("/checkout/", checkout_form(token))
     order = Order.objects.get()
-    FollowUp.objects.filter(order=order, kind="warehouse_sync").update(
+    FollowUp.objects.filter(label=order.number, kind="warehouse_sync").update(
         status="retrying", attempts=2, last_error="HTTP 503"
     )
     page = cart_client.get(f"/orders/{order.pk}/").content
     assert b"Order placed" in page and b"retrying" in page and b"HTTP 503" in page
 
-    FollowUp.objects.filter(order=order).update(status="succeeded")
+    FollowUp.objects.filter(label=order.number).update(status="succeeded")
     page = cart_client.get(f"/orders/{order.pk}/").content
     assert b"Order ready" in page
     assert b"Confirmation sent, warehouse notified, invoice ready." in page

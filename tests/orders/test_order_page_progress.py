@@ -2,7 +2,7 @@
 
 import pytest
 
-from orders.models import FollowUp
+from follow_ups.models import FollowUp
 from orders.selectors import follow_up_progress
 from tests.factories import ProductFactory, place_order
 
@@ -34,7 +34,7 @@ def test_polling_gets_the_progress_part_alone(client, order):
 
 
 def test_a_retry_is_told_in_words_with_the_attempt_to_come(client, order):
-    FollowUp.objects.filter(order=order, kind="confirmation_email").update(
+    FollowUp.objects.filter(label=order.number, kind="confirmation_email").update(
         status="retrying", attempts=1, last_error="SMTP 451"
     )
 
@@ -44,7 +44,7 @@ def test_a_retry_is_told_in_words_with_the_attempt_to_come(client, order):
 
 
 def test_a_ready_order_stops_polling(client, order):
-    FollowUp.objects.filter(order=order).update(status="succeeded", attempts=1)
+    FollowUp.objects.filter(label=order.number).update(status="succeeded", attempts=1)
 
     body = client.get(f"/orders/{order.pk}/").content.decode()
 

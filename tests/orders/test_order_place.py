@@ -4,8 +4,10 @@ from decimal import Decimal
 
 import pytest
 
+from follow_ups.models import FollowUp
 from orders import services
-from orders.models import CheckoutRequest, FollowUp, Order, OrderLine
+from orders.models import CheckoutRequest, Order, OrderLine
+from orders.selectors import order_follow_ups
 from orders.payments import PaymentRefused
 from tests.factories import DECLINED_CARD, INSUFFICIENT_FUNDS_CARD, ProductFactory, place_order
 
@@ -23,7 +25,7 @@ def test_order_is_saved_with_lines_total_and_three_pending_follow_ups():
     assert [
         (line.sku, line.unit_price, line.quantity) for line in order.lines.order_by("sku")
     ] == sorted([(seeds.sku, Decimal("3.50"), 2), (trowel.sku, Decimal("18.00"), 1)])
-    follow_ups = {f.kind: (f.status, f.attempts) for f in order.follow_ups.all()}
+    follow_ups = {f.kind: (f.status, f.attempts) for f in order_follow_ups(order)}
     assert follow_ups == {
         "confirmation_email": ("pending", 0),
         "warehouse_sync": ("pending", 0),

@@ -31,13 +31,39 @@ def test_every_schedule_in_code_becomes_one_enabled_periodic_task_with_expiry_an
             assert str(task.crontab.timezone) == "UTC"
 
 
-def test_the_relay_runs_every_five_seconds_from_the_single_definition():
+def test_every_scheduled_task_is_one_a_worker_knows():
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    assert {schedule.task for schedule in SCHEDULES} <= set(app.tasks)
+    assert settings.CELERY_BEAT_SCHEDULE == {}  # nothing for beat to overwrite the table with
+
+
+def test_the_relay_is_its_own_process_not_a_beat_schedule():
     sync()
 
-    relay = PeriodicTask.objects.get(name="follow-up-relay")
-    assert relay.task == "orders.tasks.follow_up_relay_task"
-    assert (relay.interval.every, relay.interval.period) == (5, IntervalSchedule.SECONDS)
-    assert settings.CELERY_BEAT_SCHEDULE == {}  # nothing for beat to overwrite the table with
+    assert "follow-up-relay" not in {schedule.name for schedule in SCHEDULES}
+    assert not PeriodicTask.objects.filter(task__startswith="follow_ups.").exists()
+
+
+def test_the_beat_relay_schedule_of_an_earlier_release_is_removed_by_the_next_sync():
+    """A database synced before the relay became a process holds its periodic task: beat would
+    keep sending a task no worker has any more."""
+    retired = Schedule(
+        name="follow-up-relay",
+        task="orders.tasks.follow_up_relay_task",
+        queue="critical",
+        every=5,
+        expires=5,
+        run_key=False,
+        description="Re-publish follow-ups whose publish was lost, or whose worker died.",
+    )
+    schedules_sync(schedules=[*SCHEDULES, retired])
+
+    report = sync()
+
+    assert report.removed == ["follow-up-relay"]
+    assert not PeriodicTask.objects.filter(name="follow-up-relay").exists()
 
 
 def test_syncing_twice_changes_nothing_the_second_time():
@@ -98,17 +124,20 @@ def test_a_schedule_removed_from_code_is_removed_from_the_table():
     assert not PeriodicTask.objects.filter(name="review-requests").exists()
 
 
-def test_a_relay_row_written_by_the_old_settings_schedule_is_adopted_and_updated():
-    every_five, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.SECONDS)
+def test_a_row_written_before_the_first_sync_is_adopted_and_updated():
+    """Rows the old settings-based schedule left behind become the code's, not duplicates."""
+    every_minute, _ = IntervalSchedule.objects.get_or_create(
+        every=60, period=IntervalSchedule.SECONDS
+    )
     PeriodicTask.objects.create(
-        name="follow-up-relay", task="orders.tasks.follow_up_relay_task", interval=every_five
+        name="ops-queue-sample", task="ops.tasks.queue_sample_task", interval=every_minute
     )
 
     report = sync()
 
-    assert "follow-up-relay" in report.updated
-    relay = PeriodicTask.objects.get(name="follow-up-relay")
-    assert (relay.queue, relay.expire_seconds) == ("critical", 5)
+    assert "ops-queue-sample" in report.updated
+    sample = PeriodicTask.objects.get(name="ops-queue-sample")
+    assert (sample.queue, sample.interval.every) == ("critical", 30)
 
 
 def test_periodic_tasks_and_job_runs_are_shown_in_the_admin(admin_client):

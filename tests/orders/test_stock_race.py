@@ -5,8 +5,9 @@ import threading
 import pytest
 from django.db import connection
 
+from follow_ups.models import FollowUp
 from orders import services
-from orders.models import FollowUp, Order
+from orders.models import Order
 from tests.factories import ProductFactory, place_order
 
 BUYERS = 50
