@@ -1,4 +1,5 @@
-"""Real processes for tests: a Celery worker, the warehouse simulator, a web server, an SMTP server.
+"""Real processes for tests: a Celery worker, the follow-up relay, the warehouse simulator, a web
+server, an SMTP server.
 
 Each runs from this checkout's virtualenv with the environment the test gives it, logs to a file
 (printed when a test fails to start one) and is stopped, hard if need be, when the test is done.
@@ -195,10 +196,15 @@ class SMTPRecorder:
         self.messages: list[dict] = []
         self.lock = threading.Lock()
         self.refusals: list[str] = []  # SMTP replies to give instead of accepting, in order
+        self.reply_delay = 0.0  # seconds to wait before answering DATA: a slow server
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
     async def handle_DATA(self, server, session, envelope):
+        import asyncio
         from email import message_from_bytes
+
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
 
         with self.lock:
             if self.refusals:
@@ -230,6 +236,7 @@ class SMTPRecorder:
         with self.lock:
             self.messages.clear()
             self.refusals.clear()
+            self.reply_delay = 0.0
 
     def refuse_next(self, *replies: str) -> None:
         """Answer the next messages with these replies, e.g. "451 4.3.0 Try again later"."""
@@ -304,3 +311,11 @@ def start_beat(env: dict[str, str], log_dir: Path, *, name="beat") -> Process:
     )
     beat.wait_for_log("beat: Starting", timeout=30)
     return beat
+
+
+def start_relay(env: dict[str, str], log_dir: Path, *, name="relay") -> Process:
+    """``manage.py follow_up_relay``, once it holds the lease (a relay killed without releasing it
+    holds it for up to FOLLOW_UP_RELAY_LEASE_SECONDS more)."""
+    relay = Process(name, [str(BIN / "python"), "manage.py", "follow_up_relay"], env, log_dir)
+    relay.wait_for_log("holds the lease", timeout=60)
+    return relay

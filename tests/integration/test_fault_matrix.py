@@ -1,0 +1,341 @@
+"""The fault matrix: the promise attacked with real processes, effects counted where they land.
+
+Each case injects one fault the shop must survive, on real processes (web, a supervised worker, the
+relay; a real broker; the suite's database), and counts effects at the SMTP server, the warehouse
+simulator and the invoice table, never in our own bookkeeping. Every recovery timing is the
+production default (leases 15 s, relay grace 10 s, lost-message checks every 5 s); where a test sets
+another knob it says why the behaviour does not depend on it.
+
+Cases with a ``private_stack`` run on a Redis server of their own that the test may kill; the others
+use the suite's worker and broker.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import httpx
+import pytest
+import redis as redis_client
+from django.conf import settings
+from django.utils import timezone
+from kombu import Connection
+
+from follow_ups.models import FollowUp, RelayState
+from orders.models import Invoice, Order
+from orders.services import CHECKOUT_KINDS, CONFIRMATION_EMAIL, WAREHOUSE_SYNC, order_subject
+from tests.factories import ProductFactory, checkout_payload, place_order
+from tests.processes import (
+    PrivateRedis,
+    Supervised,
+    free_port,
+    start_relay,
+    start_web,
+    start_worker,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+QUEUES = ("critical", "default", "bulk")
+
+
+class PrivateStack:
+    """Web, a supervised worker and the relay on a private Redis broker, on the suite's database."""
+
+    def __init__(self, worker_env, log_dir, *, worker=True, extra_env=None):
+        self.redis = PrivateRedis(log_dir).start()
+        self.log_dir = log_dir
+        port = free_port()
+        self.web_url = f"http://127.0.0.1:{port}"
+        self.env = worker_env | {
+            "CELERY_BROKER_URL": self.redis.url,
+            "SITE_URL": self.web_url,
+            **(extra_env or {}),
+        }
+        self.processes = []
+        self.worker = self.start_worker() if worker else None
+        self.relay = start_relay(self.env, log_dir, name="private-relay")
+        self.processes += [self.relay, start_web(self.env, log_dir, port=port)]
+
+    def start_worker(self) -> Supervised:
+        worker = Supervised(
+            lambda: start_worker(self.env, self.log_dir, concurrency=2, name="private-worker")
+        )
+        self.processes.append(worker)
+        return worker
+
+    def checkout(self, sku: str) -> httpx.Response:
+        return httpx.post(
+            f"{self.web_url}/api/orders/", json=checkout_payload((sku, 1)), timeout=30
+        )
+
+    def queued(self) -> dict[str, int]:
+        """Messages waiting in each queue, read from Redis itself."""
+        client = redis_client.Redis(port=self.redis.port)
+        return {queue: client.llen(queue) for queue in QUEUES}
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+        if self.redis.process.popen.poll() is None:
+            self.redis.process.stop()
+
+
+@pytest.fixture
+def private_stack(transactional_db, worker_env, process_log_dir, smtp_server, warehouse):
+    smtp_server.clear()
+    stacks = []
+
+    def make(**options) -> PrivateStack:
+        stacks.append(PrivateStack(worker_env, process_log_dir, **options))
+        return stacks[-1]
+
+    yield make
+    for stack in stacks:
+        stack.stop()
+
+
+def follow_ups_of(order_ids):
+    return FollowUp.objects.filter(subject__in=[order_subject(pk) for pk in order_ids])
+
+
+def not_ready(order_ids) -> int:
+    return follow_ups_of(order_ids).exclude(status="succeeded").count()
+
+
+def wait_all_ready(order_ids, timeout: float) -> float:
+    """Wait until every order is ready; return how long it took."""
+    started = time.monotonic()
+    wait_until(
+        lambda: not_ready(order_ids) == 0,
+        timeout=timeout,
+        interval=0.5,
+        message=f"{len(order_ids)} orders to become ready",
+    )
+    return time.monotonic() - started
+
+
+def assert_one_effect_each(order_ids, smtp_server, warehouse, *, resends_allowed=0) -> int:
+    """One shipment and one invoice per order; one email per order (one Message-ID). Returns the
+    resends (same Message-ID again) seen, which must stay within ``resends_allowed``."""
+    orders = list(Order.objects.filter(pk__in=order_ids))
+    assert len(orders) == len(order_ids)
+    shipments = Counter(s["order_number"] for s in warehouse.shipments())
+    invoices = Counter(Invoice.objects.filter(order__in=orders).values_list("order_id", flat=True))
+    resends = 0
+    for order in orders:
+        emails = smtp_server.confirmations(order.number)
+        assert len({m["message_id"] for m in emails}) == 1, f"emails for {order.number}: {emails}"
+        assert shipments[order.number] == 1, f"shipments for {order.number}"
+        assert invoices[order.pk] == 1, f"invoices for {order.number}"
+        assert follow_ups_of([order.pk]).count() == len(CHECKOUT_KINDS)
+        resends += len(emails) - 1
+    assert resends <= resends_allowed, f"{resends} resends for {len(orders)} orders"
+    return resends
+
+
+# --- 1. The worker's broker connection closed mid-email ---------------------------------------
+
+
+def close_broker_connections() -> int:
+    """Close every client connection of this suite's RabbitMQ vhost, as a network blip would."""
+    vhost = Connection(settings.CELERY_BROKER_URL).virtual_host or "/"
+    listed = subprocess.run(
+        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "vhost"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pids = [line.split("\t")[0] for line in listed.splitlines() if line.endswith(f"\t{vhost}")]
+    for pid in pids:
+        subprocess.run(["rabbitmqctl", "close_connection", pid, "fault matrix"], check=False)
+    return len(pids)
+
+
+@pytest.mark.rabbitmq
+def test_a_broker_connection_closed_mid_email_sends_one_email(live_worker, smtp_server):
+    smtp_server.reply_delay = 6  # a slow SMTP server: the email is in flight for 6 s
+    order = place_order((ProductFactory(), 1)).order
+    confirmation = follow_ups_of([order.pk]).get(kind=CONFIRMATION_EMAIL)
+    wait_until(
+        lambda: FollowUp.objects.get(pk=confirmation.pk).status == "running",
+        timeout=30,
+        message="the confirmation email to be in flight",
+    )
+    time.sleep(1)  # inside DATA, waiting for the server's reply
+
+    assert close_broker_connections() >= 1
+    wait_all_ready([order.pk], timeout=60)
+
+    # RabbitMQ re-delivered the unacknowledged message while the first execution was still
+    # sending; the copy found the row held under a live lease and did nothing.
+    started = [
+        line
+        for line in live_worker.log().splitlines()
+        if '"job.started"' in line and f'"follow_up_id": {confirmation.pk},' in line
+    ]
+    assert len(started) >= 2, "the message was not re-delivered: the fault did not happen"
+    assert len(smtp_server.confirmations(order.number)) == 1
+    confirmation.refresh_from_db()
+    assert (confirmation.status, confirmation.attempts) == ("succeeded", 1)
+
+
+# --- 2. The broker killed and restarted empty during checkouts ---------------------------------
+
+
+def test_the_broker_killed_and_restarted_empty_during_checkouts_loses_nothing(
+    private_stack, smtp_server, warehouse
+):
+    stack = private_stack()
+    warehouse.configure(latency_ms=300)  # a backlog builds, so messages die with the broker
+    sku = ProductFactory(stock=1000).sku
+    before = [stack.checkout(sku) for _ in range(20)]
+    assert sum(stack.queued().values()) > 0, "nothing was queued when the broker died"
+
+    stack.redis.kill()
+    during = [stack.checkout(sku) for _ in range(10)]
+    stack.redis.start()  # same port, empty: what was queued before the crash is gone
+    restarted = time.monotonic()
+    warehouse.configure(latency_ms=5)
+
+    assert [r.status_code for r in before + during] == [201] * 30
+    order_ids = [r.json()["id"] for r in before + during]
+    wait_all_ready(order_ids, timeout=60)
+    recovered_in = time.monotonic() - restarted
+    print(f"every order ready {recovered_in:.1f} s after the broker restarted")
+
+    assert_one_effect_each(order_ids, smtp_server, warehouse)
+    assert RelayState.objects.get().republished > 0  # the relay, not luck, repaired it
+
+
+# --- 3. Worker children SIGKILLed every half second ----------------------------------------------
+
+ORDERS_UNDER_FIRE = 200
+
+
+def test_worker_children_sigkilled_every_half_second_lose_nothing_and_repeat_nothing(
+    private_stack, smtp_server, warehouse
+):
+    stack = private_stack()
+    warehouse.configure(latency_ms=20)  # effects long enough that kills land mid-task
+    skus = [ProductFactory(stock=1000).sku for _ in range(4)]
+    kills = []
+    stop = threading.Event()
+
+    def kill_children():
+        while not stop.wait(0.5):
+            children = stack.worker.children()
+            if children:
+                try:
+                    os.kill(random.choice(children), signal.SIGKILL)
+                    kills.append(time.monotonic())
+                except ProcessLookupError:
+                    pass
+
+    killer = threading.Thread(target=kill_children, daemon=True)
+    killer.start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            responses = list(
+                pool.map(lambda i: stack.checkout(skus[i % 4]), range(ORDERS_UNDER_FIRE))
+            )
+        assert [r.status_code for r in responses] == [201] * ORDERS_UNDER_FIRE
+        order_ids = [r.json()["id"] for r in responses]
+        wait_until(  # keep killing while the backlog drains
+            lambda: not_ready(order_ids) <= len(order_ids) * len(CHECKOUT_KINDS) // 2,
+            timeout=180,
+            interval=0.5,
+            message="half of the follow-ups done under fire",
+        )
+    finally:
+        stop.set()
+        killer.join()
+
+    wait_all_ready(order_ids, timeout=180)
+
+    assert len(kills) >= 20
+    assert "WorkerLostError" in stack.worker.log() or "SIGKILL" in stack.worker.log()
+    resends = assert_one_effect_each(
+        order_ids, smtp_server, warehouse, resends_allowed=max(1, len(order_ids) // 50)
+    )
+    print(f"{len(kills)} kills, {resends} email resends (same Message-ID)")
+
+
+# --- 4. A follow-up whose worker is killed on every attempt --------------------------------------
+
+
+def test_a_follow_up_whose_worker_is_killed_on_every_attempt_is_dead_after_the_limit(
+    private_stack, smtp_server, warehouse
+):
+    # Three attempts instead of eight, to keep the test short: every start counts the same way
+    # whatever the limit (tests/follow_ups/test_claims_and_leases.py proves it at the default).
+    limit = 3
+    stack = private_stack(extra_env={"FOLLOW_UP_MAX_ATTEMPTS": str(limit)})
+    warehouse.configure(latency_ms=4000)  # the warehouse call runs long enough to be killed
+    response = stack.checkout(ProductFactory().sku)
+    order_id = response.json()["id"]
+    sync = follow_ups_of([order_id]).get(kind=WAREHOUSE_SYNC)
+    killed_tokens = set()
+
+    def kill_each_attempt():
+        row = FollowUp.objects.get(pk=sync.pk)
+        if row.status == "running" and row.lease_token not in killed_tokens:
+            killed_tokens.add(row.lease_token)
+            for child in stack.worker.children():
+                os.kill(child, signal.SIGKILL)
+        return row.status == "dead"
+
+    wait_until(kill_each_attempt, timeout=150, interval=0.2, message="the follow-up to be dead")
+
+    sync.refresh_from_db()
+    assert len(killed_tokens) == limit
+    assert (sync.status, sync.attempts) == ("dead", limit)
+    assert sync.last_error.startswith(f"gave up after {limit} attempts")
+
+    # Visible: a dead letter on /ops/ for its kind.
+    from ops.selectors import job_metrics
+
+    dead = {m.name: m.dead_letters for m in job_metrics()}
+    assert dead[WAREHOUSE_SYNC] == 1
+
+    # Replayable: the warehouse is healthy again and the replay ships it once (the killed calls
+    # reached the warehouse with the same Idempotency-Key, so it holds one shipment at most).
+    warehouse.configure(latency_ms=5)
+    from follow_ups.services import follow_up_replay
+
+    assert follow_up_replay(follow_up_ids=[sync.pk]) == 1
+    wait_all_ready([order_id], timeout=60)
+    assert [s["order_number"] for s in warehouse.shipments()].count(sync.label) == 1
+
+
+# --- 6. A backlog older than every re-publish window ---------------------------------------------
+
+
+def test_a_backlog_older_than_every_window_is_not_republished(
+    private_stack, smtp_server, warehouse
+):
+    stack = private_stack(worker=False)  # nobody consumes: the queues hold a backlog
+    sku = ProductFactory(stock=1000).sku
+    order_ids = [stack.checkout(sku).json()["id"] for _ in range(30)]
+    assert stack.queued() == dict.fromkeys(QUEUES, 30)
+    # The backlog is an hour old, older than the grace period and the lost-message window.
+    long_ago = timezone.now() - timedelta(hours=1)
+    follow_ups_of(order_ids).update(created_at=long_ago, published_at=long_ago)
+
+    # Three lost-message checks at the production interval (every 5 s).
+    time.sleep(3 * settings.FOLLOW_UP_LOST_CHECK_SECONDS + 1)
+
+    assert stack.queued() == dict.fromkeys(QUEUES, 30)  # not one message more
+    state = RelayState.objects.get()
+    assert (state.republished, state.published) == (0, 0)
+
+    stack.start_worker()
+    wait_all_ready(order_ids, timeout=90)
+    assert_one_effect_each(order_ids, smtp_server, warehouse)
