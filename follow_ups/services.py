@@ -307,7 +307,12 @@ class LeaseKeeper:
 
 
 class AttemptFailed(Exception):
-    """An attempt ended in a retry or a dead letter; the row says which (Flower shows this)."""
+    """An attempt failed; ``retry_in`` says when the relay will publish the next one (``None``: the
+    row is a dead letter). The task turns it into Celery's RETRY or FAILURE state for Flower."""
+
+    def __init__(self, message: str, *, retry_in: float | None = None):
+        super().__init__(message)
+        self.retry_in = retry_in
 
 
 def follow_up_run(*, follow_up_id: int) -> dict:
@@ -335,7 +340,7 @@ def follow_up_run(*, follow_up_id: int) -> dict:
             attempt=follow_up.attempts, retry_after=getattr(exc, "retry_after", None)
         )
         follow_up_retry_later(follow_up=follow_up, error=error, delay_seconds=delay)
-        raise AttemptFailed(f"retrying in {delay:.1f} s: {error}") from exc
+        raise AttemptFailed(f"retrying in {delay:.1f} s: {error}", retry_in=delay) from exc
     except Exception as exc:
         follow_up_bury(follow_up=follow_up, error=f"{type(exc).__name__}: {exc}")
         raise

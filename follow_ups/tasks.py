@@ -6,6 +6,7 @@ be run by any code and becomes a dead letter (``follow_ups.dead_messages``), nev
 """
 
 from celery import Task, shared_task
+from celery.exceptions import Retry
 
 from follow_ups import dead_messages, services
 
@@ -22,4 +23,11 @@ def follow_up_run_task(self: Task, *args, **kwargs) -> dict:
             error="the message does not carry one follow-up id",
         )
         return {"skipped": True, "dead_message": True}
-    return services.follow_up_run(follow_up_id=args[0])
+    try:
+        return services.follow_up_run(follow_up_id=args[0])
+    except services.AttemptFailed as failed:
+        if failed.retry_in is None:
+            raise
+        # Shown as RETRY in Flower and the job log. Nothing is re-sent from here: the retry waits
+        # in the database and the relay publishes it once it is due.
+        raise Retry(str(failed), exc=failed.__cause__, when=failed.retry_in) from failed

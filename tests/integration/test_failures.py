@@ -6,11 +6,11 @@ import threading
 import pytest
 from celery import current_app
 from django.core.management import call_command
-from django_celery_results.models import TaskResult
 from kombu import Connection, Exchange, Producer
 
-from orders.models import FollowUp
-from orders.services import TASK_NAME_BY_KIND
+from follow_ups.models import FollowUp
+from follow_ups.services import RUN_TASK_NAME
+from orders.services import order_subject
 from tests.factories import ProductFactory, checkout_payload, place_order
 from tests.processes import wait_until
 
@@ -27,8 +27,12 @@ def place(client, product) -> dict:
     return response.json()
 
 
+def follow_ups_of(order_id):
+    return FollowUp.objects.filter(subject=order_subject(order_id))
+
+
 def statuses(order_id) -> dict[str, str]:
-    return dict(FollowUp.objects.filter(order_id=order_id).values_list("kind", "status"))
+    return dict(follow_ups_of(order_id).values_list("kind", "status"))
 
 
 def wait_statuses(order_id, expected, timeout=45):
@@ -52,32 +56,71 @@ def job_finished_line(worker, task_id: str) -> dict | None:
     return None
 
 
-def test_a_poison_message_fails_once_and_the_worker_carries_on(live_worker, client):
-    poison = current_app.send_task(TASK_NAME_BY_KIND["invoice"], args=["not-a-follow-up-id"])
-    missing = current_app.send_task(TASK_NAME_BY_KIND["invoice"], args=[2**31])
+def dead_message(task_id: str) -> FollowUp | None:
+    return FollowUp.objects.filter(key=f"message:{task_id}", status="dead").first()
 
-    wait_until(
-        lambda: TaskResult.objects.filter(task_id=poison.id, status="FAILURE").exists(), timeout=30
-    )
-    # A follow-up task stores no result of its own (its row is the result); its job log says.
-    finished = wait_until(lambda: job_finished_line(live_worker, missing.id), timeout=30)
+
+def test_messages_no_task_can_run_become_dead_letters_and_the_worker_carries_on(
+    live_worker, client
+):
+    bad_arguments = current_app.send_task(RUN_TASK_NAME, args=["not-a-follow-up-id"])
+    unknown_task = current_app.send_task("orders.tasks.no_such_task", args=[1], queue="default")
+    missing_row = current_app.send_task(RUN_TASK_NAME, args=[2**31])
+
+    for task_id in (bad_arguments.id, unknown_task.id):
+        wait_until(lambda t=task_id: dead_message(t), timeout=30, message=f"dead letter {task_id}")
+    kept = dead_message(unknown_task.id)
+    assert (kept.kind, kept.label) == ("dead_message", "orders.tasks.no_such_task")
+    assert kept.payload == {
+        "task": "orders.tasks.no_such_task",
+        "args": [1],
+        "kwargs": {},
+        "queue": "default",
+    }
+    assert "unknown task" in kept.last_error
+    assert dead_message(bad_arguments.id).payload["args"] == ["not-a-follow-up-id"]
+    # A row that no longer exists is nothing to do, not a dead letter: its job log says skipped.
+    finished = wait_until(lambda: job_finished_line(live_worker, missing_row.id), timeout=30)
     assert finished["outcome"] == "skipped"
-    assert not TaskResult.objects.filter(task_id=missing.id).exists()
+    assert dead_message(missing_row.id) is None
 
     order = place(client, ProductFactory())
     wait_statuses(order["id"], READY)
-    # Not redelivered in a loop: one failure, recorded once.
-    assert TaskResult.objects.filter(task_id=poison.id).count() == 1
+    # Each kept once, counted with the other dead letters on /ops/.
+    from ops.selectors import job_metrics
+
+    assert {m.name: m.dead_letters for m in job_metrics()}["dead_message"] == 2
+
+
+def test_replaying_a_dead_message_publishes_the_original_again(live_worker, client):
+    order = place(client, ProductFactory())
+    wait_statuses(order["id"], READY)
+    invoice = follow_ups_of(order["id"]).get(kind="invoice")
+    # A message sent under a name this worker did not know yet (a deploy not rolled out).
+    lost = current_app.send_task("orders.tasks.no_such_task", args=[invoice.pk], queue="bulk")
+    kept = wait_until(lambda: dead_message(lost.id), timeout=30, message="the dead letter")
+    FollowUp.objects.filter(pk=kept.pk).update(
+        payload={"task": RUN_TASK_NAME, "args": [invoice.pk], "kwargs": {}, "queue": "bulk"}
+    )  # the fix: the task it should have named
+
+    call_command("replay_dead_letters", kind="dead_message")
+
+    wait_until(
+        lambda: FollowUp.objects.get(pk=kept.pk).status == "succeeded",
+        timeout=30,
+        message="the replay to publish the message",
+    )
+    assert "republished_as" in FollowUp.objects.get(pk=kept.pk).result
 
 
 def test_a_provider_that_keeps_failing_makes_a_dead_letter_after_the_last_attempt(
-    live_worker, client, warehouse, settings
+    live_worker, live_relay, client, warehouse, settings
 ):
     warehouse.configure(outage=True)
     order = place(client, ProductFactory())
 
     wait_statuses(order["id"], READY | {"warehouse_sync": "dead"})
-    dead = FollowUp.objects.get(order_id=order["id"], kind="warehouse_sync")
+    dead = follow_ups_of(order["id"]).get(kind="warehouse_sync")
     assert dead.attempts == settings.FOLLOW_UP_MAX_ATTEMPTS
     assert dead.last_error.startswith(f"gave up after {settings.FOLLOW_UP_MAX_ATTEMPTS} attempts")
     assert "503" in dead.last_error
@@ -100,7 +143,7 @@ def test_replaying_a_dead_letter_runs_it_once_more_and_only_once(
     # Two operators replay at the same time: the dead letter is reset and published once.
     threads = [
         threading.Thread(
-            target=call_command, args=("replay_dead_letters",), kwargs={"order": order["number"]}
+            target=call_command, args=("replay_dead_letters",), kwargs={"label": order["number"]}
         )
         for _ in range(2)
     ]
@@ -111,7 +154,7 @@ def test_replaying_a_dead_letter_runs_it_once_more_and_only_once(
 
     wait_statuses(order["id"], READY)
     assert [s["order_number"] for s in warehouse.shipments()].count(order["number"]) == 1
-    assert FollowUp.objects.get(order_id=order["id"], kind="warehouse_sync").attempts == 1
+    assert follow_ups_of(order["id"]).get(kind="warehouse_sync").attempts == 1
     assert len(smtp_server.confirmations(order["number"])) == 1
 
 
@@ -122,10 +165,10 @@ def test_the_admin_action_replays_selected_dead_letters(
     order = place(client, ProductFactory())
     wait_statuses(order["id"], READY | {"warehouse_sync": "dead"})
     warehouse.configure(reject=False)
-    dead = FollowUp.objects.get(order_id=order["id"], kind="warehouse_sync")
+    dead = follow_ups_of(order["id"]).get(kind="warehouse_sync")
 
     response = admin_client.post(
-        "/admin/orders/followup/",
+        "/admin/follow_ups/followup/",
         {"action": "replay_dead_letters", "_selected_action": [dead.pk]},
         follow=True,
     )
@@ -137,7 +180,7 @@ def test_the_admin_action_replays_selected_dead_letters(
 def test_the_worker_refuses_pickled_messages(live_worker):
     order = place_order((ProductFactory(), 1)).order
     wait_statuses(order.pk, READY)
-    invoice = FollowUp.objects.get(order=order, kind="invoice")
+    invoice = follow_ups_of(order.pk).get(kind="invoice")
     FollowUp.objects.filter(pk=invoice.pk).update(status="pending", attempts=0)
 
     # A message crafted outside the app, for a real pending follow-up, with the pickle serializer.
@@ -152,7 +195,7 @@ def test_the_worker_refuses_pickled_messages(live_worker):
             exchange=Exchange("", type="direct"),
             routing_key="bulk",
             serializer="pickle",
-            headers={"lang": "py", "task": TASK_NAME_BY_KIND["invoice"], "id": "pickled-task"},
+            headers={"lang": "py", "task": RUN_TASK_NAME, "id": "pickled-task"},
         )
 
     wait_until(
@@ -162,4 +205,6 @@ def test_the_worker_refuses_pickled_messages(live_worker):
     )
     assert "Refusing to deserialize untrusted content of type pickle" in live_worker.log()
     assert FollowUp.objects.get(pk=invoice.pk).status == "pending"
-    assert not TaskResult.objects.filter(task_id="pickled-task").exists()
+    # Kept as a dead letter, not run: the decoder never handed it to a task.
+    kept = wait_until(lambda: dead_message("pickled-task"), timeout=10, message="the dead letter")
+    assert "pickle" in kept.last_error
