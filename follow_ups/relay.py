@@ -162,7 +162,11 @@ def _publish(rows) -> tuple[int, int]:
     try:
         with current_app.producer_or_acquire() as producer:
             for row in rows:
-                services.follow_up_send(row, producer=producer)
+                try:
+                    services.follow_up_send(row, producer=producer)
+                except registry.UnknownKind as exc:
+                    services.follow_up_bury_unrunnable(follow_up_ids=[row.pk], error=str(exc))
+                    continue
                 handed_over.append(row.pk)
     except services.PUBLISH_ERRORS as exc:  # the broker is away; the next tick tries again
         logger.warning("relay could not publish: %s", exc)
@@ -270,6 +274,8 @@ def relay_run(*, stop: threading.Event, holder: str | None = None) -> None:
             except DatabaseError:
                 logger.warning("relay tick failed; the database is away", exc_info=True)
                 connection.close()
+            except Exception:  # a bug must not stop the relay: log it, tick again
+                logger.exception("relay tick failed")
             woken = wakeups.wait(settings.FOLLOW_UP_RELAY_INTERVAL_SECONDS)
     finally:
         wakeups.close()

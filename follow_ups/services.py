@@ -209,7 +209,11 @@ def follow_up_claim(*, follow_up_id: int) -> Claim | None:
     follow_up = FollowUp.objects.filter(pk=follow_up_id).first()
     if follow_up is None or not _claimable(follow_up, now):
         return None
-    kind = registry.kind_get(follow_up.kind)
+    try:
+        kind = registry.kind_get(follow_up.kind)
+    except registry.UnknownKind as exc:  # written by a newer release, or a kind since removed
+        follow_up_bury_unrunnable(follow_up_ids=[follow_up.pk], error=str(exc))
+        return None
     same_as_read = FollowUp.objects.filter(
         pk=follow_up.pk,
         status=follow_up.status,
@@ -376,6 +380,17 @@ def follow_up_bury(*, follow_up: FollowUp, error: str) -> bool:
     if finished:
         logger.error("follow-up %s (%s) is dead: %s", follow_up.pk, follow_up.kind, error)
     return finished
+
+
+def follow_up_bury_unrunnable(*, follow_up_ids: list[int], error: str) -> int:
+    """Rows no code here can run (their kind is not declared): dead letters, replayable once a
+    release that declares the kind is running."""
+    buried = FollowUp.objects.filter(
+        pk__in=follow_up_ids, status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING]
+    ).update(status=FollowUp.Status.DEAD, finished_at=timezone.now(), last_error=error[:2000])
+    if buried:
+        logger.error("%s follow-up(s) are dead: %s", buried, error)
+    return buried
 
 
 def _follow_up_finish(follow_up: FollowUp, **fields) -> bool:

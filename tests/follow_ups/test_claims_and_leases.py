@@ -184,3 +184,13 @@ def test_retry_delay_honours_a_providers_retry_after_up_to_its_own_cap(settings)
     settings.FOLLOW_UP_RETRY_AFTER_MAX_SECONDS = 3600
     assert all(services.retry_delay_seconds(attempt=1, retry_after=900) >= 900 for _ in range(50))
     assert services.retry_delay_seconds(attempt=1, retry_after=100_000) <= 3600
+
+
+def test_a_row_of_a_kind_no_release_here_declares_is_a_dead_letter_not_a_loop(make_follow_up):
+    row = make_follow_up()
+    FollowUp.objects.filter(pk=row.pk).update(kind="kind_from_a_newer_release")
+
+    assert services.follow_up_claim(follow_up_id=row.pk) is None
+    row.refresh_from_db()
+    assert row.status == "dead"
+    assert "kind_from_a_newer_release" in row.last_error

@@ -169,3 +169,15 @@ def test_the_relay_records_what_it_did_for_ops(make_follow_up, test_queue):
     state = relay_state_get()
     assert (state.holder, state.published) == ("relay-a", 2)
     assert timezone.now() - state.ticked_at < timedelta(seconds=5)
+
+
+def test_a_row_of_an_undeclared_kind_is_buried_and_the_rest_are_published(
+    make_follow_up, published_tasks, test_queue
+):
+    orphan, row = make_follow_up(), make_follow_up()
+    FollowUp.objects.filter(pk=orphan.pk).update(kind="kind_from_a_newer_release")
+
+    report = Relay().tick(woken_ids=[orphan.pk, row.pk])
+
+    assert report.published == 1 and published_ids(published_tasks) == [row.pk]
+    assert FollowUp.objects.get(pk=orphan.pk).status == "dead"
