@@ -250,7 +250,7 @@ def relay_run(*, stop: threading.Event, holder: str | None = None) -> None:
     relay = Relay()
     wakeups = _Wakeups(stop)
     woken: list[int] = []
-    holding = False
+    holding: bool | None = None  # not yet known: the first answer is always logged
     logger.info("relay %s starting", holder)
     try:
         while not stop.is_set():
@@ -279,7 +279,7 @@ def relay_run(*, stop: threading.Event, holder: str | None = None) -> None:
             woken = wakeups.wait(settings.FOLLOW_UP_RELAY_INTERVAL_SECONDS)
     finally:
         wakeups.close()
-        if holding:
+        if holding is True:
             try:
                 lease_release(name=LEASE_NAME, holder=holder)
             except DatabaseError:
