@@ -12,6 +12,10 @@ publisher confirms, persistent messages, acks late, prefetch 1).
 4. a burst of orders enqueued at once, drained by the production workers: completed/s over time.
 5. soak: worker memory (RSS) over many follow-ups, child recycling off so a leak would show.
 
+Measures 3 and 4 run the production processes around the workers, the follow-up relay included
+(``manage.py follow_up_relay``, as Procfile.production runs it): its ticks and lost-message checks
+cost what they cost in production.
+
 It needs PostgreSQL (DATABASE_URL: its server is used, with a database of the benchmark's own) and
 RabbitMQ (CELERY_BROKER_URL: a private vhost is made with rabbitmqctl and removed afterwards).
 Results: a table on stdout, JSON and a PNG plot in bench/results/.
@@ -356,7 +360,15 @@ class Stack:
     def production_workers_described(self) -> str:
         return (
             f"worker-critical ({self.critical_concurrency}) + "
-            f"worker-default ({self.default_concurrency})"
+            f"worker-default ({self.default_concurrency}) + the relay"
+        )
+
+    def relay(self) -> Process:
+        """The follow-up relay, once it holds its lease."""
+        return self.start(
+            "relay",
+            [str(BIN / "python"), "manage.py", "follow_up_relay"],
+            ready="holds the lease",
         )
 
     def purge(self):
@@ -407,6 +419,13 @@ def order_place(client: int = 0):
         lines=[services.LineRequest(sku=SKUS[client % len(SKUS)], quantity=1)],
         card_number=body["card_number"],
     ).order
+
+
+def order_subjects(orders: int) -> list[str]:
+    """Place ``orders`` orders; their names in the follow-up ledger (``FollowUp.subject``)."""
+    from orders.services import order_subject
+
+    return [order_subject(order_place(n).pk) for n in range(orders)]
 
 
 def http_load(url: str, requests: int, clients: int = CLIENTS) -> list[float]:
@@ -527,7 +546,7 @@ def measure_checkout_with_broker_down(stack: Stack) -> dict:
     result["down_p99_over_up_p99"] = round(
         result["broker_down"]["p99_ms"] / result["broker_up"]["p99_ms"], 3
     )
-    from orders.models import FollowUp
+    from follow_ups.models import FollowUp
 
     result["follow_ups_left_for_the_relay"] = FollowUp.objects.filter(
         published_at__isnull=True, status="pending"
@@ -553,7 +572,7 @@ def measure_throughput(stack: Stack) -> dict:
     from django.db.models import Max, Min
     from django_celery_results.models import TaskResult
 
-    from orders.models import FollowUp
+    from follow_ups.models import FollowUp
 
     orders = stack.sizes["throughput_orders"]
     tasks = orders * 3
@@ -561,19 +580,17 @@ def measure_throughput(stack: Stack) -> dict:
     stack.purge()
     FollowUp.objects.update(status="succeeded")  # earlier measures' rows are not part of this
     TaskResult.objects.all().delete()
-    placed = [order_place(n).pk for n in range(orders)]
+    placed = FollowUp.objects.filter(subject__in=order_subjects(orders))
     worker = stack.worker("critical,default,bulk")
     wait_for(
-        lambda: FollowUp.objects.filter(order_id__in=placed, status="succeeded").count() >= tasks,
+        lambda: placed.filter(status="succeeded").count() >= tasks,
         timeout=600,
         interval=0.25,
         what="follow-ups to finish",
     )
     stack.stop(worker)
     # The follow-up tasks keep no result (their row is the result): the rows give the span.
-    span = FollowUp.objects.filter(order_id__in=placed).aggregate(
-        first=Min("started_at"), last=Max("finished_at")
-    )
+    span = placed.aggregate(first=Min("started_at"), last=Max("finished_at"))
     follow_ups_per_second = tasks / (span["last"] - span["first"]).total_seconds()
     # No-ops: the same number of tasks, the same three queues, the same worker command.
     TaskResult.objects.all().delete()
@@ -608,8 +625,11 @@ def measure_throughput(stack: Stack) -> dict:
 def measure_email_latency(stack: Stack) -> dict:
     from django.db import transaction
 
+    from follow_ups.models import FollowUp
+
     stack.purge()
-    workers = stack.production_workers()
+    FollowUp.objects.update(status="succeeded")  # nothing earlier measures left for the relay
+    workers = [*stack.production_workers(), stack.relay()]
     latencies = []
     for number in range(stack.sizes["email_orders"] + 3):
         committed: list[float] = []
@@ -650,23 +670,31 @@ def queue_depths() -> dict[str, int]:
     return depths
 
 
+def relay_counters() -> dict[str, int]:
+    from follow_ups.models import RelayState
+
+    state = RelayState.objects.filter(pk=1).first()
+    names = ("published", "recovered", "republished", "failed")
+    return {name: getattr(state, name) if state else 0 for name in names}
+
+
 def measure_burst(stack: Stack) -> dict:
     from django.db.models import Min
     from django.utils import timezone
 
-    from orders.models import FollowUp
+    from follow_ups.models import FollowUp
 
     stack.purge()
     FollowUp.objects.update(status="succeeded")
     orders = stack.sizes["burst_orders"]
     enqueue_started = time.time()
-    placed = {order_place(n).pk for n in range(orders)}
+    follow_ups = FollowUp.objects.filter(subject__in=order_subjects(orders))
     enqueue_seconds = time.time() - enqueue_started
-    follow_ups = FollowUp.objects.filter(order_id__in=placed)
     total = orders * 3
     samples = []
     started = time.time()
-    workers = stack.production_workers()
+    relay_before = relay_counters()
+    workers = [*stack.production_workers(), stack.relay()]
     while True:
         done = follow_ups.filter(status="succeeded").count()
         oldest = follow_ups.exclude(status="succeeded").aggregate(oldest=Min("created_at"))[
@@ -702,6 +730,10 @@ def measure_burst(stack: Stack) -> dict:
         "first_tenth_per_second": round(first_rate, 1),
         "last_tenth_per_second": round(last_rate, 1),
         "last_over_first": round(last_rate / first_rate, 3),
+        # What the relay did during the drain: re-published as lost should stay 0 (nothing is lost).
+        "relay": {
+            name: count - relay_before.get(name, 0) for name, count in relay_counters().items()
+        },
         "samples": samples,
     }
 
@@ -710,16 +742,21 @@ def measure_burst(stack: Stack) -> dict:
 
 
 def measure_soak(stack: Stack) -> dict:
+    from celery import current_app
+
+    from follow_ups.models import FollowUp
+    from follow_ups.services import follow_up_send, follow_ups_mark_published
     from notifications.models import EmailDelivery
-    from orders.models import FollowUp
-    from orders.services import follow_up_publish
+    from orders.services import order_subject
 
     stack.purge()
     FollowUp.objects.update(status="succeeded")
     total = stack.sizes["soak_tasks"]
     batch = min(1000, total)
     orders = [order_place(n) for n in range(batch)]
-    emails = FollowUp.objects.filter(order__in=orders, kind="confirmation_email")
+    emails = FollowUp.objects.filter(
+        subject__in=[order_subject(order.pk) for order in orders], kind="confirmation_email"
+    )
     ids = list(emails.values_list("pk", flat=True))
     purpose_keys = [f"order-{order.pk}-confirmation" for order in orders]
     # Recycling off: the point is to see whether memory grows, not to hide it.
@@ -735,8 +772,10 @@ def measure_soak(stack: Stack) -> dict:
             # The same follow-ups again, whole: a new claim, a new email, a new delivery row.
             EmailDelivery.objects.filter(purpose_key__in=purpose_keys).delete()
             emails.update(status="pending", attempts=0, finished_at=None, published_at=None)
-            for follow_up_id in ids:
-                follow_up_publish(follow_up_id=follow_up_id, kind="confirmation_email")
+            with current_app.producer_or_acquire() as producer:
+                for follow_up in emails.only("pk", "kind", "label"):
+                    follow_up_send(follow_up, producer=producer)
+            follow_ups_mark_published(ids)
         wait_for(
             lambda: not emails.exclude(status="succeeded").exists(),
             timeout=600,
@@ -830,6 +869,11 @@ def table(results: dict) -> str:
             f"{b['enqueue_seconds']} s, drained in {b['drain_seconds']} s by {b['workers']}; "
             f"first tenth {b['first_tenth_per_second']}/s, last tenth {b['last_tenth_per_second']}/s"
         )
+        if "relay" in b:
+            lines.append(
+                f"  the relay meanwhile: published {b['relay']['published']}, re-published as lost "
+                f"{b['relay']['republished']}, recovered {b['relay']['recovered']}"
+            )
     if "soak" in results:
         s = results["soak"]
         lines.append(

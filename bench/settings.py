@@ -15,4 +15,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
+    # The relay says when it holds its lease (the bench waits for that), and little else.
+    "loggers": {"follow_ups.relay": {"level": "INFO"}},
 }

@@ -164,8 +164,9 @@ if CELERY_BROKER_URL is None:
     CELERY_BROKER_TRANSPORT = "config.broker:AtomicFilesystemTransport"
     CELERY_BROKER_TRANSPORT_OPTIONS = broker.transport_options(str(VAR_DIR / "broker"))
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    # Redis redelivers an unacknowledged task after the visibility timeout: keep it above the
-    # longest task and the longest retry countdown, or tasks run twice.
+    # Redis hands an unacknowledged task out again after the visibility timeout: keep it above the
+    # hard time limit. (A copy handed out while the first still runs finds the row under a live
+    # lease and does nothing, but it is a wasted delivery.) Retries wait in the database.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 # A publish from a web request must fail fast (the relay will retry it), never hang the checkout.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2

@@ -2,8 +2,10 @@
 
 Unit tests use pytest-django's ``db``. Tests that need the real thing ask for ``live_worker``: a real
 Celery worker process on the configured broker (RabbitMQ, Redis, or the embedded filesystem broker)
-and database (PostgreSQL or SQLite), a real SMTP server and the warehouse simulator. Eager mode is
-never used: it runs tasks inside the caller and proves nothing about a worker.
+and database (PostgreSQL or SQLite), a real SMTP server and the warehouse simulator. Tests whose
+follow-ups retry, or whose messages must be repaired, ask for ``live_relay`` too: retries wait in
+the database and only the relay publishes them. Eager mode is never used: it runs tasks inside the
+caller and proves nothing about a worker.
 """
 
 import contextlib
@@ -15,7 +17,14 @@ import pytest
 from celery.signals import before_task_publish
 from django.db import connection
 
-from tests.processes import SMTPRecorder, free_port, start_warehouse, start_worker, wait_until
+from tests.processes import (
+    SMTPRecorder,
+    free_port,
+    start_relay,
+    start_warehouse,
+    start_worker,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="session")
@@ -109,10 +118,26 @@ def live_worker(transactional_db, celery_worker_process, smtp_server, warehouse,
     smtp_server.clear()
     yield celery_worker_process
     # Let the worker finish what it is doing before the tables are truncated under it.
-    from orders.models import FollowUp
+    from follow_ups.models import FollowUp
 
     with contextlib.suppress(AssertionError):
-        wait_until(lambda: not FollowUp.objects.filter(status="running").exists(), timeout=10)
+        wait_until(
+            lambda: not FollowUp.objects.filter(status=FollowUp.Status.RUNNING).exists(),
+            timeout=10,
+        )
+
+
+@pytest.fixture
+def live_relay(live_worker, worker_env, process_log_dir):
+    """The relay process, on the session's database and broker, for one test.
+
+    One per test, not per session: a relay left running would hold the lease, and publish to the
+    session's broker, while a test runs a stack of its own on another broker. Stopped gracefully,
+    it releases the lease, so the next test's relay takes it at once.
+    """
+    relay = start_relay(worker_env, process_log_dir)
+    yield relay
+    relay.stop()
 
 
 @pytest.fixture

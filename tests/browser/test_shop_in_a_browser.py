@@ -7,13 +7,14 @@ docs/screenshots/ for the README.
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
+from follow_ups.models import FollowUp
 from ops import services
-from orders.models import FollowUp
 from tests.processes import REPO, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -114,7 +115,7 @@ def test_a_customer_buys_watches_the_order_turn_ready_and_opens_the_invoice(
 
 
 def test_a_staff_member_opens_the_ops_page(
-    live_server, live_worker, page, screenshot, django_user_model
+    live_server, live_worker, live_relay, page, screenshot, django_user_model
 ):
     django_user_model.objects.create_superuser("ops", "ops@example.com", "ops-password-123")
     call_command("seed_catalog", verbosity=0)
@@ -132,9 +133,12 @@ def test_a_staff_member_opens_the_ops_page(
         assert page.get_by_role("columnheader", name=heading).first.is_visible()
     # htmx replaces the panel every 5 s; wait for a refresh that shows the worker online.
     page.locator('[data-metric="workers"]', has_text="1").wait_for(timeout=20_000)
+    page.locator('[data-metric="relay"]', has_text=re.compile(r"ticked .+ ago")).wait_for(
+        timeout=20_000
+    )
     # The poison order's email is a dead letter by now, or by a later refresh.
     wait_until(
-        lambda: FollowUp.objects.filter(order=poisoned, status="dead").exists(),
+        lambda: FollowUp.objects.filter(label=poisoned.number, status="dead").exists(),
         timeout=30,
         message="the poison order's email to die",
     )

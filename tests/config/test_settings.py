@@ -39,32 +39,54 @@ def test_tasks_are_acknowledged_after_they_finish_and_requeued_when_a_worker_die
     assert settings.CELERY_TASK_SOFT_TIME_LIMIT < settings.CELERY_TASK_TIME_LIMIT
 
 
-def test_with_redis_the_visibility_timeout_outlasts_every_task_and_every_retry_delay():
+def test_with_redis_the_visibility_timeout_outlasts_every_task():
+    """Retries wait in the database, not in the broker, so the longest task is what counts."""
     values = settings_under(
         {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"},
         "CELERY_BROKER_TRANSPORT_OPTIONS",
         "CELERY_TASK_TIME_LIMIT",
-        "FOLLOW_UP_RETRY_CAP_SECONDS",
     )
     visibility = values["CELERY_BROKER_TRANSPORT_OPTIONS"]["visibility_timeout"]
     assert visibility > values["CELERY_TASK_TIME_LIMIT"]
-    assert visibility > values["FOLLOW_UP_RETRY_CAP_SECONDS"]
 
 
-def test_every_follow_up_task_is_routed_to_its_urgency_queue():
-    from orders.services import TASK_NAME_BY_KIND
+def test_every_order_follow_up_is_declared_on_its_urgency_queue():
+    from follow_ups.registry import kind_get
+    from orders.services import CHECKOUT_KINDS
 
-    routes = settings.CELERY_TASK_ROUTES
-    assert {kind: routes[name]["queue"] for kind, name in TASK_NAME_BY_KIND.items()} == {
+    assert {kind: kind_get(kind).queue for kind in CHECKOUT_KINDS} == {
         "confirmation_email": "critical",
         "warehouse_sync": "default",
         "invoice": "bulk",
     }
+    assert {kind_get(kind).queue for kind in CHECKOUT_KINDS} <= {
+        queue.name for queue in settings.CELERY_TASK_QUEUES
+    }
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", ["/admin/", "/admin/orders/order/", "/admin/orders/followup/"])
+@pytest.mark.parametrize("url", ["/admin/", "/admin/orders/order/", "/admin/follow_ups/followup/"])
 def test_the_admin_demands_a_staff_login(client, url):
     response = client.get(url)
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+def test_the_tests_run_with_every_recovery_timing_of_production():
+    """Only the retry backoff is shortened: leases, the relay's grace and lost-message checks and
+    the time limits are what production runs, so the crash tests prove production's behaviour."""
+    timings = (
+        "FOLLOW_UP_LEASE_SECONDS",
+        "FOLLOW_UP_RELAY_INTERVAL_SECONDS",
+        "FOLLOW_UP_RELAY_LEASE_SECONDS",
+        "FOLLOW_UP_RELAY_GRACE_SECONDS",
+        "FOLLOW_UP_LOST_AFTER_SECONDS",
+        "FOLLOW_UP_LOST_CHECK_SECONDS",
+        "CELERY_TASK_SOFT_TIME_LIMIT",
+        "CELERY_TASK_TIME_LIMIT",
+    )
+
+    production = settings_under({}, *timings)
+    tests = settings_under({"DJANGO_SETTINGS_MODULE": "config.settings_test"}, *timings)
+
+    assert tests == production

@@ -29,7 +29,11 @@ def _perform(follow_up: FollowUp) -> dict:
 TEST_QUEUE = f"follow-ups-test-{uuid.uuid4().hex[:8]}"
 TEST_KIND = registry.register(
     registry.Kind(
-        name="test_effect", label="Test effect", queue=TEST_QUEUE, perform=_perform, transient=(Flaky,)
+        name="test_effect",
+        label="Test effect",
+        queue=TEST_QUEUE,
+        perform=_perform,
+        transient=(Flaky,),
     )
 )
 
@@ -39,7 +43,9 @@ def make_follow_up(db):
     def make(*script, key=None) -> FollowUp:
         key = key or f"test:{uuid.uuid4().hex}"
         EFFECTS[key] = list(script) or ["ok"]
-        (row,) = follow_ups_create(follow_ups=[NewFollowUp(key=key, kind=TEST_KIND.name, label=key)])
+        (row,) = follow_ups_create(
+            follow_ups=[NewFollowUp(key=key, kind=TEST_KIND.name, label=key)]
+        )
         return FollowUp.objects.get(pk=row.pk)
 
     return make

@@ -10,7 +10,9 @@ from django.contrib.auth import get_user_model
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
+from config.beat import LEASE_NAME
 from config.schedules import SCHEDULES
+from follow_ups.relay import LEASE_NAME as RELAY_LEASE_NAME
 from orders.jobs import schedules_sync
 from orders.models import BeatLease, JobRun
 from tests.factories import ProductFactory
@@ -43,7 +45,7 @@ def results() -> list[dict]:
 
 
 def test_two_beats_send_each_period_once_and_a_standby_takes_over(
-    live_worker, worker_env, process_log_dir, smtp_server
+    live_worker, live_relay, worker_env, process_log_dir, smtp_server
 ):
     if not worker_env["DATABASE_URL"].startswith("postgresql"):
         pytest.fail("this test needs PostgreSQL; CI deselects it with -m 'not postgres' elsewhere")
@@ -68,7 +70,10 @@ def test_two_beats_send_each_period_once_and_a_standby_takes_over(
         assert len(senders) == 1, "both beats sent jobs while both were alive"
         leader = senders[0]
         standby = second if leader is first else first
-        assert BeatLease.objects.get().holder.split(":")[1] == str(leader.popen.pid)
+        assert BeatLease.objects.get(name=LEASE_NAME).holder.split(":")[1] == str(leader.popen.pid)
+        # The relay holds a lease of its own in the same table: neither takes the other's.
+        relay_lease = BeatLease.objects.get(name=RELAY_LEASE_NAME)
+        assert relay_lease.holder.split(":")[1] == str(live_relay.popen.pid)
 
         os.killpg(leader.popen.pid, signal.SIGKILL)  # a crash: the lease is not released
         runs_at_crash = len(runs())

@@ -1,8 +1,8 @@
 """The embedded default (SQLite + the filesystem broker) holds up under concurrent checkouts.
 
-This starts the stack `make run` starts with nothing configured — web server, worker, beat, warehouse
-simulator — in a fresh folder, whatever database and broker the rest of the suite uses, and places
-orders from several threads at once. Every order must become ready with exactly one email and one
+This starts the stack `make run` starts with nothing configured — web server, worker, beat, the
+follow-up relay, warehouse simulator — in a fresh folder, whatever database and broker the rest of
+the suite uses, and places orders from several threads at once. Every order must become ready with exactly one email and one
 shipment: no message lost to a half-written broker file, no "database is locked".
 """
 
@@ -19,6 +19,7 @@ from tests.processes import (
     REPO,
     free_port,
     start_beat,
+    start_relay,
     start_warehouse,
     start_web,
     start_worker,
@@ -62,6 +63,7 @@ def embedded_stack(tmp_path, smtp_server, process_log_dir):
         start_worker(env, process_log_dir, concurrency=2, name="embedded-worker"),
     ]
     processes.append(start_beat(env, process_log_dir, name="embedded-beat"))
+    processes.append(start_relay(env, process_log_dir, name="embedded-relay"))
     processes.append(start_web(env, process_log_dir, port=web_port))
     smtp_server.clear()
     yield {

@@ -2,12 +2,12 @@
 
 Each line of Procfile.production is started as it is, with the production settings, against
 PostgreSQL and a private RabbitMQ vhost (quorum queues, publisher confirms): gunicorn, a worker for
-``critical``, a worker for ``default`` + ``bulk``, one beat, Flower and the warehouse simulator.
+``critical``, a worker for ``default`` + ``bulk``, one beat, the follow-up relay, Flower and the
+warehouse simulator.
 """
 
 import json
 import os
-import re
 import secrets
 import subprocess
 import urllib.parse
@@ -79,6 +79,7 @@ READY_LINE = {
     "worker-critical": "ready.",
     "worker-default": "ready.",
     "beat": "beat: Starting",
+    "relay": "holds the lease",
     "flower": "Visit me at",
 }
 
@@ -138,16 +139,27 @@ def test_the_procfile_production_processes_place_an_order_and_run_its_follow_ups
     assert len(smtp_server.for_subject(placed["number"])) == 1
     shipments = httpx.get(f"{production_env['WAREHOUSE_URL']}/shipments", timeout=5).json()
     assert [s["order_number"] for s in shipments["shipments"]] == [placed["number"]]
-    # Each follow-up ran on the worker for its queue (a worker logs "Task <name>[<id>] succeeded").
-    ran_on_critical = tasks_run(production_processes["worker-critical"])
-    ran_on_default = tasks_run(production_processes["worker-default"])
-    assert ran_on_critical == {"confirmation_email_task"}
-    assert ran_on_default == {"warehouse_sync_task", "invoice_render_task"}
+    # Each follow-up ran on the worker for its queue (its JSON job line names the kind).
+    assert kinds_run(production_processes["worker-critical"]) == {"confirmation_email"}
+    assert kinds_run(production_processes["worker-default"]) == {"warehouse_sync", "invoice"}
+    assert "Traceback" not in production_processes["relay"].log()
+    # The relay's ticks are what the readiness probe checks besides the database and the broker.
+    ready_probe = httpx.get(f"{web}/readyz", timeout=5)
+    assert ready_probe.status_code == 200, ready_probe.text
+    assert ready_probe.json()["checks"] == {"database": True, "broker": True, "relay": True}
 
 
-def tasks_run(worker: Process) -> set[str]:
-    succeeded = re.findall(r"Task orders\.tasks\.(\w+)\[[^\]]+\] succeeded", worker.log())
-    return set(succeeded) - {"follow_up_relay_task"}  # beat's relay runs on critical every 5 s
+def kinds_run(worker: Process) -> set[str]:
+    """The follow-up kinds a worker finished successfully, from its JSON job lines."""
+    kinds = set()
+    for line in worker.log().splitlines():
+        start = line.find('{"')
+        if start < 0 or '"job.finished"' not in line:
+            continue
+        event = json.loads(line[start:])
+        if event.get("job") == "follow_ups.run" and event["outcome"] == "succeeded":
+            kinds.add(event["kind"])
+    return kinds
 
 
 def test_the_production_web_serves_static_files_and_flower_wants_a_password(

@@ -153,7 +153,9 @@ def test_beat_samples_queue_depth_and_oldest_wait_for_the_charts(settings):
     assert (sample_schedule.task, sample_schedule.every) == ("ops.tasks.queue_sample_task", 30)
     assert settings.CELERY_TASK_ROUTES["ops.tasks.queue_sample_task"] == {"queue": "critical"}
     order = place_order((ProductFactory(), 1)).order
-    FollowUp.objects.filter(label=order.number).update(created_at=timezone.now() - timedelta(seconds=90))
+    FollowUp.objects.filter(label=order.number).update(
+        created_at=timezone.now() - timedelta(seconds=90)
+    )
 
     samples = services.queue_samples_record()
 

@@ -7,8 +7,8 @@ import pytest
 from follow_ups.models import FollowUp
 from orders import services
 from orders.models import CheckoutRequest, Order, OrderLine
-from orders.selectors import order_follow_ups
 from orders.payments import PaymentRefused
+from orders.selectors import order_follow_ups
 from tests.factories import DECLINED_CARD, INSUFFICIENT_FUNDS_CARD, ProductFactory, place_order
 
 pytestmark = pytest.mark.django_db
