@@ -155,7 +155,9 @@ FOLLOW_UP_MAX_ATTEMPTS = int(os.environ.get("FOLLOW_UP_MAX_ATTEMPTS", "8"))
 FOLLOW_UP_RETRY_BASE_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_BASE_SECONDS", "2"))
 FOLLOW_UP_RETRY_CAP_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_CAP_SECONDS", "300"))
 # A provider's Retry-After (or an email's resend hold) is honoured up to this long.
-FOLLOW_UP_RETRY_AFTER_MAX_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_AFTER_MAX_SECONDS", "3600"))
+FOLLOW_UP_RETRY_AFTER_MAX_SECONDS = float(
+    os.environ.get("FOLLOW_UP_RETRY_AFTER_MAX_SECONDS", "3600")
+)
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None

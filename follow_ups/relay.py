@@ -119,9 +119,7 @@ class Relay:
 def _recover_lapsed(now) -> int:
     """Rows whose execution stopped renewing its lease: the worker is gone. Back to pending (the
     attempt stays counted); the next claim of a row whose limit is spent buries it."""
-    return FollowUp.objects.filter(
-        status=FollowUp.Status.RUNNING, lease_expires_at__lt=now
-    ).update(
+    return FollowUp.objects.filter(status=FollowUp.Status.RUNNING, lease_expires_at__lt=now).update(
         status=FollowUp.Status.PENDING,
         published_at=None,
         lease_token="",

@@ -146,9 +146,7 @@ def follow_ups_publish_after_commit(follow_ups: Iterable[FollowUp]) -> None:
     handed_over: list[int] = []
     left_over: list[int] = []
     for follow_up in follow_ups:
-        transaction.on_commit(
-            _publish_after_commit(follow_up, handed_over, left_over), robust=True
-        )
+        transaction.on_commit(_publish_after_commit(follow_up, handed_over, left_over), robust=True)
     transaction.on_commit(lambda: _publish_settle(handed_over, left_over), robust=True)
 
 
@@ -162,7 +160,9 @@ def _publish_after_commit(follow_up: FollowUp, handed_over: list[int], left_over
         except PUBLISH_ERRORS as exc:
             publish_breaker.trip()
             left_over.append(follow_up.pk)
-            logger.warning("could not publish follow-up %s, left to the relay: %s", follow_up.pk, exc)
+            logger.warning(
+                "could not publish follow-up %s, left to the relay: %s", follow_up.pk, exc
+            )
         else:
             handed_over.append(follow_up.pk)
 

@@ -63,7 +63,9 @@ def registry_for(snapshot: OpsSnapshot) -> CollectorRegistry:
         if snapshot.relay is not None:
             counter.set(getattr(snapshot.relay, field))
     lag = Gauge(
-        "shop_relay_lag_seconds", "Age of the oldest follow-up owed to the broker", registry=registry
+        "shop_relay_lag_seconds",
+        "Age of the oldest follow-up owed to the broker",
+        registry=registry,
     )
     if snapshot.relay is not None:
         lag.set(snapshot.relay.lag_seconds)

@@ -12,6 +12,7 @@ from orders.models import Order
 from orders.services import CONFIRMATION_EMAIL, INVOICE, WAREHOUSE_SYNC
 from orders.warehouse import WarehouseUnavailable
 
+
 def _order_of(follow_up: FollowUp) -> Order:
     return Order.objects.get(pk=follow_up.subject.removeprefix("order:"))
 

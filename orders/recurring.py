@@ -18,10 +18,10 @@ from django.db.models import Count, F, Max, Sum
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from follow_ups.models import DeadLetterNotice, FollowUp
 from notifications.models import EmailDelivery
 from notifications.services import email_send
 from orders import warehouse
-from follow_ups.models import DeadLetterNotice, FollowUp
 from orders.models import (
     AbandonedCart,
     JobRun,
@@ -199,8 +199,7 @@ def dead_letter_digest_send(*, period: str) -> dict:
     in_digest = list(
         FollowUp.objects.filter(
             pk__in=DeadLetterNotice.objects.filter(digest_period=period).values("follow_up_id")
-        )
-        .order_by("pk")
+        ).order_by("pk")
     )
     if not in_digest:
         return {"dead_letters": 0, "emails": 0}

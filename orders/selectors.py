@@ -5,7 +5,13 @@ import uuid
 from follow_ups.models import FollowUp
 from follow_ups.selectors import follow_ups_of
 from orders.models import Invoice, Order
-from orders.services import CHECKOUT_KINDS, CONFIRMATION_EMAIL, INVOICE, WAREHOUSE_SYNC, order_subject
+from orders.services import (
+    CHECKOUT_KINDS,
+    CONFIRMATION_EMAIL,
+    INVOICE,
+    WAREHOUSE_SYNC,
+    order_subject,
+)
 
 
 def order_get(*, order_id) -> Order | None:

@@ -6,7 +6,6 @@ from celery import shared_task
 
 from orders import jobs, recurring
 
-
 # --- Recurring and delayed jobs ------------------------------------------------------------------
 # Scheduled in config/schedules.py. Beat passes ``period`` (the slot it fired for); ``job_run``
 # records the run and makes a second run for the same period a no-op.

@@ -102,9 +102,9 @@ def test_every_task_delivered_twice_concurrently_has_one_effect(
     assert_one_effect_each(
         list(Order.objects.filter(pk__in=[p["id"] for p in placed])), smtp_server, warehouse
     )
-    assert set(follow_ups_of_many([p["id"] for p in placed]).values_list("attempts", flat=True)) == {
-        1
-    }
+    assert set(
+        follow_ups_of_many([p["id"] for p in placed]).values_list("attempts", flat=True)
+    ) == {1}
 
 
 def test_a_warehouse_outage_is_retried_with_backoff_until_it_succeeds(
