@@ -20,7 +20,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,7 +28,7 @@ from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Model, QuerySet
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
@@ -92,6 +92,48 @@ def follow_ups_create(*, follow_ups: Iterable[NewFollowUp]) -> list[FollowUp]:
     return created
 
 
+@dataclass(frozen=True)
+class DueReport:
+    items: int  # due items this run took over (marked)
+    follow_ups: int  # rows it created (fewer when a key existed already)
+    chunks: int
+
+
+def follow_ups_create_for_due(
+    *,
+    due: QuerySet,
+    follow_ups_for: Callable[[Model], list[NewFollowUp]],
+    mark: dict,
+    chunk_size: int | None = None,
+) -> DueReport:
+    """Hand every due item of a scheduled job to the engine: its follow-ups are written, and the
+    item marked, in one transaction per chunk of ``chunk_size`` items (``JOB_CHUNK_SIZE``).
+
+    ``due`` selects the items not yet marked; ``mark`` (field values) must take an item out of it.
+    A marked item is owned by its follow-ups: retries, dead letters and replay are theirs, so one
+    bad item never holds up the next. A run that dies keeps the chunks it committed; the keys make
+    a second run create nothing for an item already handed over.
+    """
+    chunk_size = chunk_size or settings.JOB_CHUNK_SIZE
+    items = created = chunks = 0
+    while True:
+        with transaction.atomic():
+            # Concurrent runs (a run by hand beside beat's) take different items, never wait.
+            rows = list(
+                due.select_for_update(skip_locked=True, of=("self",)).order_by("pk")[:chunk_size]
+            )
+            if not rows:
+                break
+            new = [follow_up for row in rows for follow_up in follow_ups_for(row)]
+            created += len(follow_ups_create(follow_ups=new))
+            marked = due.filter(pk__in=[row.pk for row in rows]).update(**mark)
+        items += marked
+        chunks += 1
+        if len(rows) < chunk_size or not marked:
+            break
+    return DueReport(items=items, follow_ups=created, chunks=chunks)
+
+
 def follow_up_send(follow_up: FollowUp, *, producer=None) -> None:
     """Publish the follow-up's message once, without retrying: a failure is the relay's to repair.
 
@@ -146,9 +188,7 @@ def follow_ups_publish_after_commit(follow_ups: Iterable[FollowUp]) -> None:
     handed_over: list[int] = []
     left_over: list[int] = []
     for follow_up in follow_ups:
-        transaction.on_commit(
-            _publish_after_commit(follow_up, handed_over, left_over), robust=True
-        )
+        transaction.on_commit(_publish_after_commit(follow_up, handed_over, left_over), robust=True)
     transaction.on_commit(lambda: _publish_settle(handed_over, left_over), robust=True)
 
 
@@ -162,7 +202,9 @@ def _publish_after_commit(follow_up: FollowUp, handed_over: list[int], left_over
         except PUBLISH_ERRORS as exc:
             publish_breaker.trip()
             left_over.append(follow_up.pk)
-            logger.warning("could not publish follow-up %s, left to the relay: %s", follow_up.pk, exc)
+            logger.warning(
+                "could not publish follow-up %s, left to the relay: %s", follow_up.pk, exc
+            )
         else:
             handed_over.append(follow_up.pk)
 

@@ -109,7 +109,7 @@ def live_worker(transactional_db, celery_worker_process, smtp_server, warehouse,
     smtp_server.clear()
     yield celery_worker_process
     # Let the worker finish what it is doing before the tables are truncated under it.
-    from orders.models import FollowUp
+    from follow_ups.models import FollowUp
 
     with contextlib.suppress(AssertionError):
         wait_until(lambda: not FollowUp.objects.filter(status="running").exists(), timeout=10)

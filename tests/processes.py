@@ -195,7 +195,16 @@ class SMTPRecorder:
         self.messages: list[dict] = []
         self.lock = threading.Lock()
         self.refusals: list[str] = []  # SMTP replies to give instead of accepting, in order
+        self.refused_recipients: dict[str, str] = {}  # address -> RCPT reply, for good
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.lock:
+            reply = self.refused_recipients.get(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         from email import message_from_bytes
@@ -230,11 +239,17 @@ class SMTPRecorder:
         with self.lock:
             self.messages.clear()
             self.refusals.clear()
+            self.refused_recipients.clear()
 
     def refuse_next(self, *replies: str) -> None:
         """Answer the next messages with these replies, e.g. "451 4.3.0 Try again later"."""
         with self.lock:
             self.refusals.extend(replies)
+
+    def refuse_recipient(self, address: str, reply: str = "550 5.1.1 Mailbox unavailable") -> None:
+        """Refuse every message to ``address`` at RCPT with ``reply``, until ``clear()``."""
+        with self.lock:
+            self.refused_recipients[address] = reply
 
     def confirmations(self, order_number: str) -> list[dict]:
         """The order confirmation emails for one order (not its "shipped" email or others)."""
@@ -296,6 +311,13 @@ def start_web(env: dict[str, str], log_dir: Path, *, port: int) -> Process:
     )
     web.wait_for_log("Quit the server with", timeout=30)
     return web
+
+
+def start_relay(env: dict[str, str], log_dir: Path, *, name="relay") -> Process:
+    """The follow-up relay (``manage.py follow_up_relay``): publishes retries as they fall due."""
+    relay = Process(name, [str(BIN / "python"), "manage.py", "follow_up_relay"], env, log_dir)
+    relay.wait_for_log("holds the lease", timeout=30)
+    return relay
 
 
 def start_beat(env: dict[str, str], log_dir: Path, *, name="beat") -> Process:
