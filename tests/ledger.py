@@ -8,13 +8,20 @@ integration tests run the same rows on a real worker.
 
 import contextlib
 
+from django.db.models import Q
+from django.utils import timezone
+
 from follow_ups.models import FollowUp
 from follow_ups.services import follow_up_run
 
 
 def follow_ups_run(*, kind: str | None = None) -> list[FollowUp]:
-    """Run every pending row (of ``kind``) once; return the rows as they ended."""
-    rows = FollowUp.objects.filter(status=FollowUp.Status.PENDING)
+    """Run every pending row, and every retry that is due, (of ``kind``) once; return the rows as
+    they ended."""
+    rows = FollowUp.objects.filter(
+        Q(status=FollowUp.Status.PENDING)
+        | Q(status=FollowUp.Status.RETRYING, next_attempt_at__lte=timezone.now())
+    )
     if kind:
         rows = rows.filter(kind=kind)
     ids = list(rows.order_by("pk").values_list("pk", flat=True))
