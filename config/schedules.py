@@ -45,23 +45,26 @@ SCHEDULES = [
         queue="bulk",
         cron={"minute": "15", "hour": "1"},
         expires=6 * HOUR,
-        description="Yesterday's sales per product as CSV: stored, and emailed to staff.",
+        description="Yesterday's sales per product as CSV: stored, with its staff emails as "
+        "follow-ups.",
     ),
     Schedule(
         name="low-stock-alert",
-        task="orders.tasks.low_stock_alert_task",
+        task="shop.tasks.low_stock_alert_task",
         queue="default",
         cron={"minute": "*/10"},
         expires=5 * MINUTE,
-        description="Email staff once per product when its stock falls under the threshold.",
+        description="Open an alert per product whose stock fell under the threshold; write its "
+        "staff emails as follow-ups (one per recipient).",
     ),
     Schedule(
         name="dead-letter-digest",
-        task="orders.tasks.dead_letter_digest_task",
+        task="follow_ups.tasks.dead_letter_digest_task",
         queue="default",
         cron={"minute": "0"},
         expires=30 * MINUTE,
-        description="Email staff the follow-ups that became dead letters since the last digest.",
+        description="List the dead letters no digest has listed yet; write the digest emails as "
+        "follow-ups (one per recipient).",
     ),
     Schedule(
         name="warehouse-reconciliation",
@@ -69,8 +72,8 @@ SCHEDULES = [
         queue="default",
         cron={"minute": "*/5"},
         expires=4 * MINUTE,
-        description="Ask the warehouse what shipped; mark those orders shipped and email the "
-        "customer once.",
+        description="Read the warehouse's shipped feed from the stored cursor, in chunks; mark those "
+        "orders shipped and write each one's shipped-email follow-up.",
     ),
     Schedule(
         name="cart-reminders",
@@ -78,7 +81,8 @@ SCHEDULES = [
         queue="default",
         cron={"minute": "*/10"},
         expires=5 * MINUTE,
-        description="Remind shoppers once about a cart untouched for CART_REMINDER_AFTER_HOURS.",
+        description="Write one reminder follow-up per cart untouched for "
+        "CART_REMINDER_AFTER_HOURS.",
     ),
     Schedule(
         name="review-requests",
@@ -86,7 +90,8 @@ SCHEDULES = [
         queue="bulk",
         cron={"minute": "30"},
         expires=30 * MINUTE,
-        description="Ask for a review REVIEW_REQUEST_AFTER_DAYS after an order shipped.",
+        description="Write the review-request follow-up of each order shipped "
+        "REVIEW_REQUEST_AFTER_DAYS ago.",
     ),
     Schedule(
         name="ops-queue-sample",

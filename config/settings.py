@@ -220,6 +220,13 @@ CART_REMINDER_AFTER_HOURS = float(os.environ.get("CART_REMINDER_AFTER_HOURS", "2
 REVIEW_REQUEST_AFTER_DAYS = float(os.environ.get("REVIEW_REQUEST_AFTER_DAYS", "7"))
 # Staff mail (reports, alerts, digests) goes to these and to active staff users with an email.
 STAFF_EMAILS = env_list("STAFF_EMAILS", "")
+# A job writes the follow-ups of at most this many due items per transaction: short transactions,
+# and a run that dies half-way keeps the chunks it committed (docs/scheduling.md).
+JOB_CHUNK_SIZE = int(os.environ.get("JOB_CHUNK_SIZE", "500"))
+# Reconciliation reads the warehouse's shipped feed this many at a time, at most this many chunks
+# per run; the cursor (orders.WarehouseCursor) carries the rest over to the next run.
+WAREHOUSE_RECONCILE_CHUNK_SIZE = int(os.environ.get("WAREHOUSE_RECONCILE_CHUNK_SIZE", "500"))
+WAREHOUSE_RECONCILE_MAX_CHUNKS = int(os.environ.get("WAREHOUSE_RECONCILE_MAX_CHUNKS", "20"))
 
 LOGGING = {
     "version": 1,

@@ -9,6 +9,7 @@ class FollowUpsConfig(AppConfig):
     def ready(self) -> None:
         # The engine's own kind (a message no task could use, kept for replay) and the worker
         # signals that turn such a message into a dead letter.
-        from follow_ups import dead_messages
+        from follow_ups import dead_letter_digest, dead_messages
 
         dead_messages.connect()
+        dead_letter_digest.register_kind()

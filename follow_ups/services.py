@@ -20,7 +20,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,7 +28,7 @@ from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Model, QuerySet
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
@@ -90,6 +90,48 @@ def follow_ups_create(*, follow_ups: Iterable[NewFollowUp]) -> list[FollowUp]:
     created = list(FollowUp.objects.filter(key__in=[row.key for row in rows], published_at=None))
     follow_ups_publish_after_commit(created)
     return created
+
+
+@dataclass(frozen=True)
+class DueReport:
+    items: int  # due items this run took over (marked)
+    follow_ups: int  # rows it created (fewer when a key existed already)
+    chunks: int
+
+
+def follow_ups_create_for_due(
+    *,
+    due: QuerySet,
+    follow_ups_for: Callable[[Model], list[NewFollowUp]],
+    mark: dict,
+    chunk_size: int | None = None,
+) -> DueReport:
+    """Hand every due item of a scheduled job to the engine: its follow-ups are written, and the
+    item marked, in one transaction per chunk of ``chunk_size`` items (``JOB_CHUNK_SIZE``).
+
+    ``due`` selects the items not yet marked; ``mark`` (field values) must take an item out of it.
+    A marked item is owned by its follow-ups: retries, dead letters and replay are theirs, so one
+    bad item never holds up the next. A run that dies keeps the chunks it committed; the keys make
+    a second run create nothing for an item already handed over.
+    """
+    chunk_size = chunk_size or settings.JOB_CHUNK_SIZE
+    items = created = chunks = 0
+    while True:
+        with transaction.atomic():
+            # Concurrent runs (a run by hand beside beat's) take different items, never wait.
+            rows = list(
+                due.select_for_update(skip_locked=True, of=("self",)).order_by("pk")[:chunk_size]
+            )
+            if not rows:
+                break
+            new = [follow_up for row in rows for follow_up in follow_ups_for(row)]
+            created += len(follow_ups_create(follow_ups=new))
+            marked = due.filter(pk__in=[row.pk for row in rows]).update(**mark)
+        items += marked
+        chunks += 1
+        if len(rows) < chunk_size or not marked:
+            break
+    return DueReport(items=items, follow_ups=created, chunks=chunks)
 
 
 def follow_up_send(follow_up: FollowUp, *, producer=None) -> None:

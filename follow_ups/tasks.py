@@ -1,4 +1,4 @@
-"""The engine's one Celery entry point: run a follow-up by its row id.
+"""The engine's Celery entry points: run a follow-up by its row id, and the dead-letter digest job.
 
 Every kind runs through this task, published to the kind's queue; the row says what to do. It keeps
 no result of its own (the row is the result). A message that carries anything but one row id cannot
@@ -8,7 +8,7 @@ be run by any code and becomes a dead letter (``follow_ups.dead_messages``), nev
 from celery import Task, shared_task
 from celery.exceptions import Retry
 
-from follow_ups import dead_messages, services
+from follow_ups import dead_letter_digest, dead_messages, services
 
 
 @shared_task(bind=True, name=services.RUN_TASK_NAME, ignore_result=True)
@@ -31,3 +31,17 @@ def follow_up_run_task(self: Task, *args, **kwargs) -> dict:
         # Shown as RETRY in Flower and the job log. Nothing is re-sent from here: the retry waits
         # in the database and the relay publishes it once it is due.
         raise Retry(str(failed), exc=failed.__cause__, when=failed.retry_in) from failed
+
+
+# Scheduled in config/schedules.py. Beat passes ``period``; ``job_run`` makes a second run for the
+# same period a no-op. The job only writes rows: the digest emails are follow-ups.
+@shared_task(soft_time_limit=120, time_limit=150)
+def dead_letter_digest_task(period: str | None = None) -> dict:
+    from orders.jobs import job_run, manual_period  # MERGE: scheduling.services
+
+    period = period or manual_period()
+    return job_run(
+        job="dead-letter-digest",
+        period=period,
+        work=lambda: dead_letter_digest.dead_letter_digest_create(period=period),
+    )

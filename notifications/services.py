@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.db.models import F
@@ -27,6 +28,14 @@ class EmailPermanentFailure(Exception):
 class EmailSent:
     message_id: str
     already_sent: bool
+
+
+def staff_recipients() -> list[str]:
+    """Who gets staff mail (reports, alerts, digests): active staff users with an email, plus
+    ``STAFF_EMAILS``. A job writes one follow-up per recipient, so one refused address delays
+    nobody else's copy."""
+    users = get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
+    return sorted(set(users.values_list("email", flat=True)) | set(settings.STAFF_EMAILS))
 
 
 def email_send(*, purpose_key: str, recipient: str, subject: str, body: str) -> EmailSent:

@@ -56,7 +56,6 @@ from orders.models import (  # noqa: E402
     AbandonedCart,
     BeatLease,
     JobRun,
-    LowStockAlert,
     OrderShipment,
     SalesReport,
 )
@@ -87,11 +86,6 @@ class BeatLeaseAdmin(ReadOnlyAdmin):
 @admin.register(SalesReport)
 class SalesReportAdmin(ReadOnlyAdmin):
     list_display = ["day", "orders", "revenue", "created_at"]
-
-
-@admin.register(LowStockAlert)
-class LowStockAlertAdmin(ReadOnlyAdmin):
-    list_display = ["product", "stock", "created_at", "notified_at", "resolved_at"]
 
 
 @admin.register(OrderShipment)

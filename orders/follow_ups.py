@@ -1,13 +1,15 @@
-"""The order's own effects, declared to the follow-up engine: what each is, where it runs, what it does.
+"""The orders' effects, declared to the follow-up engine: what each is, where it runs, what it does.
 
-Checkout writes one row of each kind with the order (``services.order_follow_ups_new``); the engine
-runs them through these declarations.
+Checkout writes one row of each checkout kind with the order (``services.order_follow_ups_new``);
+the orders' scheduled jobs write the rest (``orders/recurring.py``): the "shipped" email, the
+review request, the abandoned-cart reminder and the staff's sales report. The engine runs them
+through these declarations.
 """
 
 from follow_ups.models import FollowUp
 from follow_ups.registry import Kind, register
 from notifications.services import EmailTemporaryFailure
-from orders import services
+from orders import recurring, services
 from orders.models import Order
 from orders.services import CONFIRMATION_EMAIL, INVOICE, WAREHOUSE_SYNC
 from orders.warehouse import WarehouseUnavailable
@@ -44,3 +46,33 @@ def register_kinds() -> None:
             perform=lambda follow_up: services.invoice_create(order=_order_of(follow_up)),
         )
     )
+    for name, label, queue, perform in [
+        (recurring.SHIPPED_EMAIL, "Shipped email", "default", recurring.shipped_email_send),
+        (
+            recurring.REVIEW_REQUEST_EMAIL,
+            "Review request email",
+            "bulk",
+            recurring.review_request_email_send,
+        ),
+        (
+            recurring.CART_REMINDER_EMAIL,
+            "Cart reminder email",
+            "default",
+            recurring.cart_reminder_email_send,
+        ),
+        (
+            recurring.SALES_REPORT_EMAIL,
+            "Sales report email",
+            "bulk",
+            recurring.sales_report_email_send,
+        ),
+    ]:
+        register(
+            Kind(
+                name=name,
+                label=label,
+                queue=queue,
+                perform=perform,
+                transient=(EmailTemporaryFailure,),
+            )
+        )

@@ -157,31 +157,13 @@ class SalesReport(models.Model):
         return f"Sales {self.day}"
 
 
-class LowStockAlert(models.Model):
-    """One alert per crossing below the threshold; resolved when stock is back above it."""
-
-    product = models.ForeignKey("shop.Product", on_delete=models.CASCADE, related_name="+")
-    stock = models.PositiveIntegerField()
-    created_at = models.DateTimeField()
-    notified_at = models.DateTimeField(null=True, blank=True)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["product"],
-                condition=models.Q(resolved_at__isnull=True),
-                name="low_stock_alert_one_open_per_product",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"Low stock {self.product_id}: {self.stock}"
-
-
 class OrderShipment(models.Model):
-    """The warehouse shipped the order: when, whether the customer was told, and the review request due."""
+    """The warehouse shipped the order: when, and the review request due.
+
+    ``shipped_email_sent_at`` / ``review_sent_at``: when the email was handed to its follow-up
+    (``shipped_email``, ``review_request_email``), written in the same transaction; from then on
+    the follow-up owns the sending (retries, dead letter, replay).
+    """
 
     order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="shipment")
     shipped_at = models.DateTimeField()
@@ -196,6 +178,18 @@ class OrderShipment(models.Model):
         return f"{self.order_id} shipped {self.shipped_at:%Y-%m-%d}"
 
 
+class WarehouseCursor(models.Model):
+    """How far reconciliation has read a warehouse feed ("shipped"): the position after the last
+    entry recorded. Advanced in the transaction that records a chunk, so no entry is read twice."""
+
+    feed = models.CharField(max_length=32, unique=True)
+    position = models.CharField(max_length=200, blank=True)  # opaque to us: the warehouse's cursor
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.feed} after {self.position or 'the start'}"
+
+
 class AbandonedCart(models.Model):
     """A session's cart, recorded once checkout learns the shopper's email; deleted on checkout.
 
@@ -207,6 +201,7 @@ class AbandonedCart(models.Model):
     email = models.EmailField()
     items = models.JSONField(default=dict)  # SKU -> quantity
     touched_at = models.DateTimeField(db_index=True)
+    # When the reminder was handed to its follow-up (``cart_reminder_email``), in one transaction.
     reminded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

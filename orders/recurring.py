@@ -1,8 +1,12 @@
-"""The work of the recurring and delayed jobs: cleanup, reports, alerts, reconciliation, reminders.
+"""The work of the orders' recurring and delayed jobs: cleanup, the sales report, reconciliation
+with the warehouse, review requests, abandoned-cart reminders; and the emails they hand over.
 
-Each function is a service a beat task calls (through ``orders.jobs.job_run``); each is safe to run
-again: it works from what the database says is due and marks what it did, and every email goes
-through ``email_send`` with a purpose key, so a repeat sends nothing twice.
+Each job is a service a beat task calls (through ``orders.jobs.job_run``). A job only selects what
+is due and writes follow-up rows for it (``follow_ups.services.follow_ups_create_for_due``), in
+chunks, marking each item in the same transaction; the emails are the rows' effects, declared in
+``orders/follow_ups.py``, run one row at a time by the engine. So one refused address never holds
+up the next, every email has its retries, dead letter and replay, and a job run twice creates
+nothing twice (the follow-up keys are unique).
 """
 
 import csv
@@ -11,48 +15,51 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, F, Max, Sum
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from follow_ups.models import DeadLetterNotice, FollowUp
+from follow_ups.models import FollowUp
+from follow_ups.services import NewFollowUp, follow_ups_create, follow_ups_create_for_due
 from notifications.models import EmailDelivery
-from notifications.services import email_send
+from notifications.services import email_send, staff_recipients
 from orders import warehouse
 from orders.models import (
     AbandonedCart,
     JobRun,
-    LowStockAlert,
     Order,
     OrderLine,
     OrderShipment,
     SalesReport,
+    WarehouseCursor,
 )
+from orders.services import order_subject
 from shop.models import Product
 
 REPORT_CHUNK_SIZE = 500
+# The follow-up kinds of the jobs' emails (declared in orders/follow_ups.py). Not checkout kinds:
+# an order is "ready" on its checkout follow-ups alone (orders.selectors.order_status).
+CART_REMINDER_EMAIL = "cart_reminder_email"
+SHIPPED_EMAIL = "shipped_email"
+REVIEW_REQUEST_EMAIL = "review_request_email"
+SALES_REPORT_EMAIL = "sales_report_email"
+SHIPPED_FEED = "shipped"
 
 
-def staff_recipients() -> list[str]:
-    """Who gets staff mail: active staff users with an email, plus ``STAFF_EMAILS``."""
-    users = get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
-    return sorted(set(users.values_list("email", flat=True)) | set(settings.STAFF_EMAILS))
+def order_mail(order: Order, kind: str) -> NewFollowUp:
+    """An email about an order: keyed ``order:<id>:<kind>``, shown with the order in the admin."""
+    subject = order_subject(order.pk)
+    return NewFollowUp(key=f"{subject}:{kind}", kind=kind, subject=subject, label=order.number)
 
 
-def _email_staff(*, purpose_key: str, subject: str, body: str) -> int:
-    sent = 0
-    for recipient in staff_recipients():
-        result = email_send(
-            purpose_key=f"{purpose_key}-to-{recipient}",
-            recipient=recipient,
-            subject=subject,
-            body=body,
-        )
-        sent += not result.already_sent
-    return sent
+def _order_of(follow_up: FollowUp) -> Order:
+    return Order.objects.get(pk=follow_up.subject.removeprefix("order:"))
+
+
+def _sent(sent) -> dict:
+    return {"message_id": sent.message_id, "already_sent": sent.already_sent}
 
 
 # --- Cleanup --------------------------------------------------------------------------------------
@@ -83,24 +90,48 @@ REPORT_HEADER = ["sku", "name", "orders", "units", "revenue"]
 
 
 def sales_report_create(*, day: date) -> SalesReport:
-    """The CSV of ``day``'s (UTC) sales per product, stored once and emailed to staff once.
+    """The CSV of ``day``'s (UTC) sales per product, stored once, and handed to one
+    ``sales_report_email`` follow-up per staff recipient in the same transaction.
 
     Rows are aggregated by the database and streamed in chunks, so memory holds one chunk of
-    products, never the day's order lines.
+    products, never the day's order lines. A second run stores and hands over nothing new.
     """
     report = SalesReport.objects.filter(day=day).first()
-    if report is None:
-        report = _sales_report_build(day)
-    _email_staff(
-        purpose_key=f"sales-report-{day.isoformat()}",
-        subject=f"Sales report {day.isoformat()}: {report.orders} orders, {report.revenue}",
-        body=f"Sales on {day.isoformat()} (UTC): {report.orders} orders, revenue "
-        f"{report.revenue}.\nAlso stored in the admin under Sales reports.\n\n{report.csv}",
-    )
+    fields = None if report is not None else _sales_report_build(day)
+    with transaction.atomic():
+        if report is None:
+            # A concurrent run may have stored it first: then its row stands.
+            report, _ = SalesReport.objects.get_or_create(day=day, defaults=fields)
+        follow_ups_create(
+            follow_ups=[
+                NewFollowUp(
+                    key=f"sales_report:{day.isoformat()}:to:{recipient}",
+                    kind=SALES_REPORT_EMAIL,
+                    subject=f"sales_report:{day.isoformat()}",
+                    label=f"Sales report {day.isoformat()}",
+                    payload={"day": day.isoformat(), "recipient": recipient},
+                )
+                for recipient in staff_recipients()
+            ]
+        )
     return report
 
 
-def _sales_report_build(day: date) -> SalesReport:
+def sales_report_email_send(follow_up: FollowUp) -> dict:
+    day, recipient = follow_up.payload["day"], follow_up.payload["recipient"]
+    report = SalesReport.objects.get(day=day)
+    return _sent(
+        email_send(
+            purpose_key=f"sales-report-{day}-to-{recipient}",
+            recipient=recipient,
+            subject=f"Sales report {day}: {report.orders} orders, {report.revenue}",
+            body=f"Sales on {day} (UTC): {report.orders} orders, revenue {report.revenue}.\n"
+            f"Also stored in the admin under Sales reports.\n\n{report.csv}",
+        )
+    )
+
+
+def _sales_report_build(day: date) -> dict:
     start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
     lines = OrderLine.objects.filter(
         order__created_at__gte=start, order__created_at__lt=start + timedelta(days=1)
@@ -129,13 +160,7 @@ def _sales_report_build(day: date) -> SalesReport:
         revenue += row["revenue"]
     orders = lines.values("order").distinct().count()
     writer.writerow(["TOTAL", "", orders, units, f"{revenue:.2f}"])
-    try:
-        with transaction.atomic():
-            return SalesReport.objects.create(
-                day=day, csv=buffer.getvalue(), orders=orders, revenue=revenue
-            )
-    except IntegrityError:  # a concurrent run stored it first
-        return SalesReport.objects.get(day=day)
+    return {"csv": buffer.getvalue(), "orders": orders, "revenue": revenue}
 
 
 def sales_report_day(*, period: str | None) -> date:
@@ -145,101 +170,79 @@ def sales_report_day(*, period: str | None) -> date:
     return timezone.now().date() - timedelta(days=1)
 
 
-# --- Low-stock alert ------------------------------------------------------------------------------
-
-
-def low_stock_alerts_send() -> dict:
-    """Open one alert per product that crossed under the threshold and email staff about it once;
-    close alerts whose product is back at or above the threshold, so the next crossing alerts again."""
-    now = timezone.now()
-    threshold = settings.LOW_STOCK_THRESHOLD
-    resolved = LowStockAlert.objects.filter(
-        resolved_at__isnull=True, product__stock__gte=threshold
-    ).update(resolved_at=now)
-    opened = 0
-    already_open = LowStockAlert.objects.filter(resolved_at__isnull=True).values("product_id")
-    for product in Product.objects.filter(stock__lt=threshold).exclude(pk__in=already_open):
-        try:
-            with transaction.atomic():
-                LowStockAlert.objects.create(product=product, stock=product.stock, created_at=now)
-            opened += 1
-        except IntegrityError:  # a concurrent run opened it
-            pass
-    notified = 0
-    for alert in LowStockAlert.objects.filter(
-        resolved_at__isnull=True, notified_at__isnull=True
-    ).select_related("product"):
-        product = alert.product
-        _email_staff(
-            purpose_key=f"low-stock-{alert.pk}",
-            subject=f"Low stock: {product.name} ({product.sku})",
-            body=f"{product.name} ({product.sku}) is down to {alert.stock} "
-            f"(threshold {threshold}). Restock it in the admin.",
-        )
-        LowStockAlert.objects.filter(pk=alert.pk).update(notified_at=timezone.now())
-        notified += 1
-    return {"opened": opened, "notified": notified, "resolved": resolved}
-
-
-# --- Dead-letter digest ---------------------------------------------------------------------------
-
-
-def dead_letter_digest_send(*, period: str) -> dict:
-    """Email staff the dead letters no digest has listed yet. Each is listed in one digest."""
-    listed = DeadLetterNotice.objects.values("follow_up_id")
-    new = FollowUp.objects.filter(status=FollowUp.Status.DEAD).exclude(pk__in=listed)
-    now = timezone.now()
-    DeadLetterNotice.objects.bulk_create(
-        [
-            DeadLetterNotice(follow_up_id=pk, digest_period=period, created_at=now)
-            for pk in new.values_list("pk", flat=True)
-        ],
-        ignore_conflicts=True,
-    )
-    in_digest = list(
-        FollowUp.objects.filter(
-            pk__in=DeadLetterNotice.objects.filter(digest_period=period).values("follow_up_id")
-        ).order_by("pk")
-    )
-    if not in_digest:
-        return {"dead_letters": 0, "emails": 0}
-    lines = [
-        f"- {f.label} {f.kind} after {f.attempts} attempt(s): {f.last_error[:200]}"
-        for f in in_digest
-    ]
-    emails = _email_staff(
-        purpose_key=f"dead-letter-digest-{period}",
-        subject=f"{len(in_digest)} new dead letter(s)",
-        body="Follow-ups that gave up since the last digest (replay them from the admin):\n\n"
-        + "\n".join(lines),
-    )
-    return {"dead_letters": len(in_digest), "emails": emails}
-
-
 # --- Warehouse reconciliation ---------------------------------------------------------------------
 
 
 def warehouse_reconcile() -> dict:
-    """Mark the orders the warehouse has shipped, due their review request, and tell each customer
-    once. A "shipped" email that failed is tried again on the next run."""
-    shipped = {s["reference"]: s["shipped_at"] for s in warehouse.shipments_shipped()}
+    """Read what the warehouse shipped since the stored cursor, a chunk at a time, at most
+    ``WAREHOUSE_RECONCILE_MAX_CHUNKS`` chunks per run (the next run carries on from the cursor).
+
+    Per chunk, one transaction marks the orders shipped (``OrderShipment``, with the review
+    request's due time), writes each one's ``shipped_email`` follow-up, and advances the cursor
+    past the chunk: an entry is recorded once, never skipped, whatever dies when.
+    """
+    chunk_size = settings.WAREHOUSE_RECONCILE_CHUNK_SIZE
+    chunks = shipped = emails = 0
+    while chunks < settings.WAREHOUSE_RECONCILE_MAX_CHUNKS:
+        cursor, _ = WarehouseCursor.objects.get_or_create(feed=SHIPPED_FEED)
+        page = warehouse.shipments_shipped(after=cursor.position, limit=chunk_size)
+        if not page.shipments:
+            break
+        chunks += 1
+        with transaction.atomic():
+            locked = WarehouseCursor.objects.select_for_update().get(pk=cursor.pk)
+            if locked.position != cursor.position:
+                continue  # a concurrent run recorded this chunk; read on from where it left off
+            marked, created = _shipments_record(page.shipments)
+            locked.position = page.next_after
+            locked.save(update_fields=["position", "updated_at"])
+        shipped += marked
+        emails += created
+        if len(page.shipments) < chunk_size:
+            break
+    # Shipments marked before their email was a follow-up, if any, get theirs now.
+    earlier = follow_ups_create_for_due(
+        due=OrderShipment.objects.filter(shipped_email_sent_at__isnull=True).select_related(
+            "order"
+        ),
+        follow_ups_for=lambda shipment: [order_mail(shipment.order, SHIPPED_EMAIL)],
+        mark={"shipped_email_sent_at": timezone.now()},
+    )
+    return {"chunks": chunks, "shipped": shipped, "emails": emails + earlier.follow_ups}
+
+
+def _shipments_record(entries: list[dict]) -> tuple[int, int]:
+    """Mark the orders of these feed entries shipped and hand each its "shipped" email. Entries
+    for orders we do not know (another system's, or long deleted) are passed over."""
+    by_number = {entry["order_number"]: entry for entry in entries}
     review_after = timedelta(days=settings.REVIEW_REQUEST_AFTER_DAYS)
-    references = list(shipped)
-    marked = 0
-    for start in range(0, len(references), REPORT_CHUNK_SIZE):
-        chunk = references[start : start + REPORT_CHUNK_SIZE]
-        for order in Order.objects.filter(shipment_reference__in=chunk, shipment__isnull=True):
-            shipped_at = datetime.fromtimestamp(shipped[order.shipment_reference], tz=UTC)
-            _, created = OrderShipment.objects.get_or_create(
+    now = timezone.now()
+    orders = list(Order.objects.filter(number__in=by_number, shipment__isnull=True))
+    shipments = []
+    for order in orders:
+        entry = by_number[order.number]
+        shipped_at = datetime.fromtimestamp(entry["shipped_at"], tz=UTC)
+        shipments.append(
+            OrderShipment(
                 order=order,
-                defaults={"shipped_at": shipped_at, "review_due_at": shipped_at + review_after},
+                shipped_at=shipped_at,
+                review_due_at=shipped_at + review_after,
+                shipped_email_sent_at=now,
             )
-            marked += created
-    emailed = 0
-    for shipment in OrderShipment.objects.filter(shipped_email_sent_at__isnull=True).select_related(
-        "order"
-    ):
-        order = shipment.order
+        )
+        if not order.shipment_reference:
+            # The warehouse call succeeded but its answer was never recorded (a worker died).
+            Order.objects.filter(pk=order.pk, shipment_reference="").update(
+                shipment_reference=entry["reference"]
+            )
+    OrderShipment.objects.bulk_create(shipments)
+    created = follow_ups_create(follow_ups=[order_mail(order, SHIPPED_EMAIL) for order in orders])
+    return len(shipments), len(created)
+
+
+def shipped_email_send(follow_up: FollowUp) -> dict:
+    order = _order_of(follow_up)
+    return _sent(
         email_send(
             purpose_key=f"order-{order.pk}-shipped",
             recipient=order.email,
@@ -247,22 +250,27 @@ def warehouse_reconcile() -> dict:
             body=f"Hello {order.name},\n\nyour order {order.number} is on its way "
             f"(shipment {order.shipment_reference}).\n\n{settings.SITE_URL}/orders/{order.pk}/\n",
         )
-        OrderShipment.objects.filter(pk=shipment.pk).update(shipped_email_sent_at=timezone.now())
-        emailed += 1
-    return {"shipped": marked, "emailed": emailed}
+    )
 
 
 # --- Delayed: review requests ---------------------------------------------------------------------
 
 
-def review_requests_send() -> dict:
-    """Ask for a review on every shipment whose review is due and not yet asked for."""
-    sent = 0
-    due = OrderShipment.objects.filter(
-        review_sent_at__isnull=True, review_due_at__lte=timezone.now()
-    ).select_related("order")
-    for shipment in due:
-        order = shipment.order
+def review_requests_create() -> dict:
+    """Hand every shipment whose review is due, and not yet asked for, to its review request."""
+    handed_over = follow_ups_create_for_due(
+        due=OrderShipment.objects.filter(
+            review_sent_at__isnull=True, review_due_at__lte=timezone.now()
+        ).select_related("order"),
+        follow_ups_for=lambda shipment: [order_mail(shipment.order, REVIEW_REQUEST_EMAIL)],
+        mark={"review_sent_at": timezone.now()},
+    )
+    return {"due": handed_over.items, "follow_ups": handed_over.follow_ups}
+
+
+def review_request_email_send(follow_up: FollowUp) -> dict:
+    order = _order_of(follow_up)
+    return _sent(
         email_send(
             purpose_key=f"order-{order.pk}-review-request",
             recipient=order.email,
@@ -270,9 +278,7 @@ def review_requests_send() -> dict:
             body=f"Hello {order.name},\n\nwe hope you enjoy your order {order.number}. "
             f"Tell us how it went: {settings.SITE_URL}/orders/{order.pk}/\n",
         )
-        OrderShipment.objects.filter(pk=shipment.pk).update(review_sent_at=timezone.now())
-        sent += 1
-    return {"sent": sent}
+    )
 
 
 # --- Delayed: abandoned-cart reminders ------------------------------------------------------------
@@ -295,13 +301,34 @@ def abandoned_cart_forget(*, session_key: str) -> None:
     AbandonedCart.objects.filter(session_key=session_key).delete()
 
 
-def cart_reminders_send() -> dict:
-    """One reminder per cart untouched for ``CART_REMINDER_AFTER_HOURS``."""
+def cart_reminders_create() -> dict:
+    """Hand every cart untouched for ``CART_REMINDER_AFTER_HOURS`` to its one reminder."""
     due_before = timezone.now() - timedelta(hours=settings.CART_REMINDER_AFTER_HOURS)
-    sent = 0
-    for cart in AbandonedCart.objects.filter(reminded_at__isnull=True, touched_at__lte=due_before):
-        products = dict(Product.objects.filter(sku__in=cart.items).values_list("sku", "name"))
-        lines = [f"- {quantity} × {products.get(sku, sku)}" for sku, quantity in cart.items.items()]
+    handed_over = follow_ups_create_for_due(
+        due=AbandonedCart.objects.filter(reminded_at__isnull=True, touched_at__lte=due_before),
+        follow_ups_for=lambda cart: [
+            NewFollowUp(
+                key=f"cart:{cart.pk}:reminder",
+                kind=CART_REMINDER_EMAIL,
+                subject=f"cart:{cart.pk}",
+                label=f"Cart {cart.pk}",
+                payload={"cart_id": cart.pk},
+            )
+        ],
+        mark={"reminded_at": timezone.now()},
+    )
+    return {"due": handed_over.items, "follow_ups": handed_over.follow_ups}
+
+
+def cart_reminder_email_send(follow_up: FollowUp) -> dict:
+    """The reminder, with the cart as it is when sent: a cart gone since (it became an order, or
+    passed its retention) gets none."""
+    cart = AbandonedCart.objects.filter(pk=follow_up.payload["cart_id"]).first()
+    if cart is None:
+        return {"skipped": "cart gone"}
+    products = dict(Product.objects.filter(sku__in=cart.items).values_list("sku", "name"))
+    lines = [f"- {quantity} × {products.get(sku, sku)}" for sku, quantity in cart.items.items()]
+    return _sent(
         email_send(
             purpose_key=f"cart-{cart.pk}-reminder",
             recipient=cart.email,
@@ -310,6 +337,4 @@ def cart_reminders_send() -> dict:
             + "\n".join(lines)
             + f"\n\nFinish your order: {settings.SITE_URL}/cart/\n",
         )
-        AbandonedCart.objects.filter(pk=cart.pk).update(reminded_at=timezone.now())
-        sent += 1
-    return {"sent": sent}
+    )

@@ -1,6 +1,7 @@
 """The client for the warehouse's HTTP API (the simulator in development and tests)."""
 
 import os
+from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
@@ -60,15 +61,27 @@ def _retry_after_seconds(header: str | None) -> float | None:
         return None  # an HTTP date: rare enough that our own backoff is a fine answer
 
 
-def shipments_shipped() -> list[dict]:
-    """The shipments the warehouse has sent out: ``[{"reference", "shipped_at" (epoch seconds)}]``."""
+@dataclass(frozen=True)
+class ShippedPage:
+    shipments: list[dict]  # [{"sequence", "reference", "order_number", "shipped_at" (epoch s)}]
+    next_after: str  # the cursor to ask with next time (opaque: store it as it is)
+
+
+def shipments_shipped(*, after: str = "", limit: int) -> ShippedPage:
+    """What the warehouse shipped after the cursor ``after`` ("": from the start), in shipping
+    order, at most ``limit`` entries."""
+    params = {"limit": limit}
+    if after:
+        params["after"] = after
     try:
-        response = httpx.get(
+        response = _http().get(
             f"{settings.WAREHOUSE_URL}/shipments/shipped",
+            params=params,
             timeout=settings.WAREHOUSE_TIMEOUT_SECONDS,
         )
     except httpx.HTTPError as exc:
         raise WarehouseUnavailable(f"{type(exc).__name__}: {exc}") from exc
     if response.status_code >= 400:
         raise WarehouseUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
-    return response.json()["shipments"]
+    body = response.json()
+    return ShippedPage(shipments=body["shipments"], next_after=str(body["next"]))

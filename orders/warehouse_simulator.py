@@ -7,8 +7,15 @@ or a test can make the warehouse slow, flaky or down.
 
     POST /shipments      {"order_number", "lines": [...], ...} + Idempotency-Key  → 201/200 {"reference"}
     GET  /shipments      → {"shipments": [...], "count": n}
-    GET  /shipments/shipped → {"shipments": [{"reference", "shipped_at"}]}: a shipment counts as
-                           shipped ``ship_after_seconds`` after it was created (set in /config)
+    GET  /shipments/shipped?after=<cursor>&limit=<n>
+                         → {"shipments": [{"sequence", "reference", "order_number", "shipped_at"}],
+                            "next": <cursor>}: a shipment counts as shipped ``ship_after_seconds``
+                           after it was created (set in /config). The feed is in shipping order,
+                           each entry with its sequence number; ``after`` (default: the start)
+                           returns what shipped after that entry, at most ``limit`` (default: all),
+                           and ``next`` is the cursor to ask with next time. An entry never appears
+                           behind a cursor already handed out: the feed stops at the first
+                           shipment not shipped yet.
     GET  /config, PUT /config {"latency_ms", "failure_rate", "outage", "reject", "ship_after_seconds"}
 
 "outage" answers 503 with Retry-After (transient); "reject" answers 422 (permanent).
@@ -25,6 +32,7 @@ import time
 import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 
 class Warehouse:
@@ -82,14 +90,31 @@ class Warehouse:
             for r in rows
         ]
 
-    def shipped(self) -> list[dict]:
-        after = float(self.config["ship_after_seconds"])
+    def shipped(self, *, after: int = 0, limit: int | None = None) -> list[dict]:
+        # The sequence is the row's insert order: with one delay for every shipment, the order in
+        # which they ship.
+        delay = float(self.config["ship_after_seconds"])
+        cutoff = time.time() - delay
+        sql = "SELECT rowid, reference, order_number, created_at FROM shipment WHERE rowid > ? ORDER BY rowid"
+        params: tuple = (after,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (limit,)
         with self.lock:
-            rows = self.connection.execute(
-                "SELECT reference, created_at FROM shipment WHERE created_at <= ? ORDER BY created_at",
-                (time.time() - after,),
-            ).fetchall()
-        return [{"reference": r[0], "shipped_at": r[1] + after} for r in rows]
+            rows = self.connection.execute(sql, params).fetchall()
+        shipped = []
+        for sequence, reference, order_number, created_at in rows:
+            if created_at > cutoff:
+                break  # not shipped yet, and nothing behind it may be handed out before it
+            shipped.append(
+                {
+                    "sequence": sequence,
+                    "reference": reference,
+                    "order_number": order_number,
+                    "shipped_at": created_at + delay,
+                }
+            )
+        return shipped
 
 
 def make_handler(warehouse: Warehouse):
@@ -126,8 +151,20 @@ def make_handler(warehouse: Warehouse):
             elif self.path == "/shipments":
                 shipments = warehouse.shipments()
                 self._send(HTTPStatus.OK, {"shipments": shipments, "count": len(shipments)})
-            elif self.path == "/shipments/shipped":
-                self._send(HTTPStatus.OK, {"shipments": warehouse.shipped()})
+            elif urlsplit(self.path).path == "/shipments/shipped":
+                query = parse_qs(urlsplit(self.path).query)
+                try:
+                    after = int(query.get("after", ["0"])[0] or 0)
+                    limit = int(query["limit"][0]) if "limit" in query else None
+                except ValueError:
+                    self._send(HTTPStatus.BAD_REQUEST, {"error": "after and limit are integers"})
+                    return
+                if after < 0 or (limit is not None and limit < 1):
+                    self._send(HTTPStatus.BAD_REQUEST, {"error": "after >= 0, limit >= 1"})
+                    return
+                shipments = warehouse.shipped(after=after, limit=limit)
+                next_after = shipments[-1]["sequence"] if shipments else after
+                self._send(HTTPStatus.OK, {"shipments": shipments, "next": str(next_after)})
             elif self.path == "/config":
                 self._send(HTTPStatus.OK, warehouse.config)
             else:

@@ -1,4 +1,4 @@
-"""The catalog: categories and the products people buy."""
+"""The catalog: categories, the products people buy, and the alerts when one runs low."""
 
 from django.db import models
 
@@ -34,3 +34,30 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sku})"
+
+
+class LowStockAlert(models.Model):
+    """One alert per crossing below the threshold; resolved when stock is back above it.
+
+    ``notified_at``: when the alert was handed to its staff emails (``low_stock_alert_email``
+    follow-ups, one per recipient); from then on the follow-ups own the sending.
+    """
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+")
+    stock = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    notified_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="shop_low_stock_alert_one_open_per_product",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Low stock {self.product_id}: {self.stock}"

@@ -197,7 +197,16 @@ class SMTPRecorder:
         self.lock = threading.Lock()
         self.refusals: list[str] = []  # SMTP replies to give instead of accepting, in order
         self.reply_delay = 0.0  # seconds to wait before answering DATA: a slow server
+        self.refused_recipients: dict[str, str] = {}  # address -> RCPT reply, for good
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.lock:
+            reply = self.refused_recipients.get(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         import asyncio
@@ -237,11 +246,17 @@ class SMTPRecorder:
             self.messages.clear()
             self.refusals.clear()
             self.reply_delay = 0.0
+            self.refused_recipients.clear()
 
     def refuse_next(self, *replies: str) -> None:
         """Answer the next messages with these replies, e.g. "451 4.3.0 Try again later"."""
         with self.lock:
             self.refusals.extend(replies)
+
+    def refuse_recipient(self, address: str, reply: str = "550 5.1.1 Mailbox unavailable") -> None:
+        """Refuse every message to ``address`` at RCPT with ``reply``, until ``clear()``."""
+        with self.lock:
+            self.refused_recipients[address] = reply
 
     def confirmations(self, order_number: str) -> list[dict]:
         """The order confirmation emails for one order (not its "shipped" email or others)."""

@@ -39,7 +39,7 @@ def results() -> list[dict]:
     return [
         json.loads(result)
         for result in TaskResult.objects.filter(
-            task_name="orders.tasks.low_stock_alert_task", status="SUCCESS"
+            task_name="shop.tasks.low_stock_alert_task", status="SUCCESS"
         ).values_list("result", flat=True)
     ]
 

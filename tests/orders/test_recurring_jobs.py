@@ -1,4 +1,6 @@
-"""The recurring and delayed jobs, run on a controlled clock: each does its work once, on time."""
+"""The orders' recurring and delayed jobs, run on a controlled clock: each selects what is due and
+hands it to follow-up rows once, in chunks; the rows' effects are run here through the engine's
+own service (tests/ledger.py), on a real worker in tests/integration/test_jobs_on_a_worker.py."""
 
 import csv
 import io
@@ -13,20 +15,22 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from config.schedules import SCHEDULES
-from follow_ups.models import DeadLetterNotice, FollowUp
+from follow_ups.models import FollowUp
 from notifications.models import EmailDelivery
-from orders import tasks
+from notifications.services import email_faults_set
+from orders import recurring, tasks
 from orders.jobs import schedules_sync
 from orders.models import (
     AbandonedCart,
     JobRun,
-    LowStockAlert,
     OrderShipment,
     SalesReport,
+    WarehouseCursor,
 )
+from orders.selectors import order_status
 from orders.services import shipment_create
-from shop.models import Product
 from tests.factories import DECLINED_CARD, GOOD_CARD, ProductFactory, place_order
+from tests.ledger import follow_ups_run
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +48,10 @@ def staff(settings):
 
 def to(mailoutbox, address):
     return [m for m in mailoutbox if m.to == [address]]
+
+
+def rows(kind: str) -> list[FollowUp]:
+    return list(FollowUp.objects.filter(kind=kind).order_by("pk"))
 
 
 # --- When each schedule fires ---------------------------------------------------------------------
@@ -146,6 +154,7 @@ def test_the_nightly_report_is_yesterdays_sales_per_product_row_by_row(mailoutbo
 
     with time_machine.travel(DAY + timedelta(days=1, hours=1, minutes=15), tick=False):
         tasks.sales_report_task(period=(DAY + timedelta(days=1, hours=1, minutes=15)).isoformat())
+    follow_ups_run(kind=recurring.SALES_REPORT_EMAIL)
 
     report = SalesReport.objects.get()
     assert report.day == DAY.date()
@@ -160,14 +169,27 @@ def test_the_nightly_report_is_yesterdays_sales_per_product_row_by_row(mailoutbo
     assert report.csv in email.body
 
 
+def test_the_nightly_report_is_one_email_follow_up_per_staff_recipient(django_user_model):
+    django_user_model.objects.create_user("ann", "ann@example.com", "x", is_staff=True)
+
+    tasks.sales_report_task(period=(DAY + timedelta(hours=1)).isoformat())
+
+    assert [(f.key, f.status) for f in rows(recurring.SALES_REPORT_EMAIL)] == [
+        ("sales_report:2030-05-03:to:ann@example.com", "pending"),
+        ("sales_report:2030-05-03:to:ops@example.com", "pending"),
+    ]
+
+
 def test_the_nightly_report_run_twice_stores_and_emails_once(mailoutbox):
     night = DAY + timedelta(hours=1, minutes=15)
     with time_machine.travel(night, tick=False):
         tasks.sales_report_task(period=night.isoformat())
         tasks.sales_report_task(period=night.isoformat())
         tasks.sales_report_task(period=None)  # by hand, the same night: no second report or email
+    follow_ups_run()
 
     assert SalesReport.objects.count() == 1
+    assert len(rows(recurring.SALES_REPORT_EMAIL)) == 1
     assert len(to(mailoutbox, "ops@example.com")) == 1
 
 
@@ -180,64 +202,13 @@ def test_a_day_without_sales_reports_zeros():
     ]
 
 
-# --- Low-stock alert ------------------------------------------------------------------------------
-
-
-def test_low_stock_alerts_staff_once_per_crossing_below_the_threshold(mailoutbox):
-    product = ProductFactory(name="Celery seeds", stock=6)
-    ProductFactory(stock=50)
-
-    tasks.low_stock_alert_task(period="p1")
-    assert mailoutbox == []
-
-    place_order((product, 2))  # 4 left: under 5
-    tasks.low_stock_alert_task(period="p2")
-    tasks.low_stock_alert_task(period="p3")
-    place_order((product, 1))  # still under: no second email
-    tasks.low_stock_alert_task(period="p4")
-    assert [m.subject for m in mailoutbox] == [f"Low stock: Celery seeds ({product.sku})"]
-    assert "down to 4" in mailoutbox[0].body
-
-    Product.objects.filter(pk=product.pk).update(stock=20)  # restocked
-    tasks.low_stock_alert_task(period="p5")
-    place_order((product, 17))  # crosses again
-    tasks.low_stock_alert_task(period="p6")
-
-    assert len(mailoutbox) == 2
-    assert LowStockAlert.objects.filter(product=product).count() == 2
-    assert LowStockAlert.objects.filter(product=product, resolved_at__isnull=True).count() == 1
-
-
-# --- Dead-letter digest ---------------------------------------------------------------------------
-
-
-def kill(order, kind: str, error: str) -> None:
-    FollowUp.objects.filter(label=order.number, kind=kind).update(status="dead", last_error=error)
-
-
-def test_the_digest_lists_each_new_dead_letter_once(mailoutbox):
-    first = place_order((ProductFactory(), 1)).order
-    second = place_order((ProductFactory(), 1)).order
-    kill(first, "warehouse_sync", "HTTP 422: address cannot be delivered to")
-
-    tasks.dead_letter_digest_task(period="2030-05-04T12:00")
-    tasks.dead_letter_digest_task(period="2030-05-04T12:00")  # the same hour again: nothing new
-    tasks.dead_letter_digest_task(period="2030-05-04T13:00")  # nothing died since: no email
-    kill(second, "invoice", "ValueError: bad font")
-    tasks.dead_letter_digest_task(period="2030-05-04T14:00")
-
-    first_digest, second_digest = to(mailoutbox, "ops@example.com")
-    assert first.number in first_digest.body and "HTTP 422" in first_digest.body
-    assert second.number not in first_digest.body
-    assert second.number in second_digest.body and first.number not in second_digest.body
-    assert DeadLetterNotice.objects.count() == 2
-
-
 # --- Warehouse reconciliation and the review request ----------------------------------------------
 
 
 @pytest.fixture
 def shipped_order(warehouse):
+    warehouse.configure(ship_after_seconds=0)
+    recurring.warehouse_reconcile()  # the cursor past what earlier tests shipped
     order = place_order((ProductFactory(), 1), email="bo@example.com").order
     shipment_create(order=order)
     order.refresh_from_db()
@@ -245,12 +216,12 @@ def shipped_order(warehouse):
     warehouse.configure(ship_after_seconds=60)
 
 
-def test_reconciliation_marks_shipped_orders_and_emails_the_customer_once(
+def test_reconciliation_marks_shipped_orders_and_hands_each_its_shipped_email_once(
     shipped_order, warehouse, mailoutbox
 ):
     warehouse.configure(ship_after_seconds=3600)
     tasks.warehouse_reconciliation_task(period="p1")
-    assert not OrderShipment.objects.exists() and mailoutbox == []
+    assert not OrderShipment.objects.exists() and rows(recurring.SHIPPED_EMAIL) == []
 
     warehouse.configure(ship_after_seconds=0)
     tasks.warehouse_reconciliation_task(period="p2")
@@ -258,7 +229,14 @@ def test_reconciliation_marks_shipped_orders_and_emails_the_customer_once(
     tasks.warehouse_reconciliation_task(period="p3")
 
     shipment = OrderShipment.objects.get(order=shipped_order)
-    assert shipment.shipped_email_sent_at is not None
+    (follow_up,) = rows(recurring.SHIPPED_EMAIL)
+    assert shipment.shipped_email_sent_at is not None  # handed to its follow-up
+    assert (follow_up.key, follow_up.subject, follow_up.label) == (
+        f"order:{shipped_order.pk}:shipped_email",
+        f"order:{shipped_order.pk}",
+        shipped_order.number,
+    )
+    follow_ups_run(kind=recurring.SHIPPED_EMAIL)
     (email,) = to(mailoutbox, "bo@example.com")
     assert email.subject == f"Order {shipped_order.number} has shipped"
     assert (
@@ -266,23 +244,81 @@ def test_reconciliation_marks_shipped_orders_and_emails_the_customer_once(
     )
 
 
-def test_the_review_request_is_sent_once_n_days_after_shipping(
+def test_reconciliation_reads_a_history_longer_than_a_chunk_across_runs_and_never_twice(
+    shipped_order, warehouse, settings
+):
+    orders = [shipped_order]
+    for _ in range(6):
+        order = place_order((ProductFactory(), 1)).order
+        shipment_create(order=order)
+        orders.append(order)
+    settings.WAREHOUSE_RECONCILE_CHUNK_SIZE = 3
+    settings.WAREHOUSE_RECONCILE_MAX_CHUNKS = 1
+    positions = [WarehouseCursor.objects.get(feed="shipped").position]
+
+    results = []
+    for run in range(4):
+        results.append(tasks.warehouse_reconciliation_task(period=f"run-{run}"))
+        positions.append(WarehouseCursor.objects.get(feed="shipped").position)
+
+    assert [(r["chunks"], r["shipped"], r["emails"]) for r in results] == [
+        (1, 3, 3),
+        (1, 3, 3),
+        (1, 1, 1),
+        (0, 0, 0),
+    ]
+    assert [int(p) for p in positions] == sorted(int(p) for p in positions)
+    assert positions[-1] == positions[-2]  # nothing new: the cursor stays
+    assert OrderShipment.objects.count() == 7
+    shipped_emails = rows(recurring.SHIPPED_EMAIL)
+    assert sorted(f.subject for f in shipped_emails) == sorted(f"order:{o.pk}" for o in orders)
+
+
+def test_the_cursor_starts_over_from_what_was_stored_when_a_run_cannot_reach_the_warehouse(
+    shipped_order, warehouse, settings
+):
+    before = WarehouseCursor.objects.get(feed="shipped").position
+    settings.WAREHOUSE_URL = "http://127.0.0.1:9"  # nothing listens there
+
+    with pytest.raises(Exception, match="ConnectError"):
+        tasks.warehouse_reconciliation_task(period="away")
+    assert WarehouseCursor.objects.get(feed="shipped").position == before
+
+    settings.WAREHOUSE_URL = warehouse.url
+    tasks.warehouse_reconciliation_task(period="back")
+    assert OrderShipment.objects.filter(order=shipped_order).exists()
+
+
+def test_the_shipped_email_does_not_change_whether_an_order_is_ready(shipped_order):
+    FollowUp.objects.filter(subject=f"order:{shipped_order.pk}").update(status="succeeded")
+    tasks.warehouse_reconciliation_task(period="p1")
+
+    (shipped_email,) = rows(recurring.SHIPPED_EMAIL)
+    assert shipped_email.status == "pending"
+    assert order_status(shipped_order) == "ready"
+
+
+def test_the_review_request_is_handed_over_once_n_days_after_shipping(
     shipped_order, warehouse, mailoutbox
 ):
-    warehouse.configure(ship_after_seconds=0)
     tasks.warehouse_reconciliation_task(period="reconcile")
     shipment = OrderShipment.objects.get(order=shipped_order)
     assert shipment.review_due_at == shipment.shipped_at + timedelta(days=7)
 
     with time_machine.travel(shipment.review_due_at - timedelta(minutes=1), tick=False):
         tasks.review_requests_task(period="early")
-    assert len(to(mailoutbox, "bo@example.com")) == 1  # only the "shipped" email
+    assert rows(recurring.REVIEW_REQUEST_EMAIL) == []
 
     with time_machine.travel(shipment.review_due_at + timedelta(minutes=1), tick=False):
         tasks.review_requests_task(period="due")
         tasks.review_requests_task(period="due")
         tasks.review_requests_task(period="next")
+    follow_ups_run(kind=recurring.SHIPPED_EMAIL)
+    follow_ups_run(kind=recurring.REVIEW_REQUEST_EMAIL)
 
+    (review_request,) = rows(recurring.REVIEW_REQUEST_EMAIL)
+    assert review_request.key == f"order:{shipped_order.pk}:review_request_email"
+    assert OrderShipment.objects.get(pk=shipment.pk).review_sent_at is not None
     subjects = [m.subject for m in to(mailoutbox, "bo@example.com")]
     assert subjects == [
         f"Order {shipped_order.number} has shipped",
@@ -311,6 +347,18 @@ def checkout_form(client, product, *, card_number, email="cy@example.com") -> No
     )
 
 
+def carts_due(count: int, *, email="cart{n}@example.com") -> list[AbandonedCart]:
+    return AbandonedCart.objects.bulk_create(
+        AbandonedCart(
+            session_key=f"session-{n}",
+            email=email.format(n=n),
+            items={"SKU-X": 1},
+            touched_at=DAY - timedelta(hours=3),
+        )
+        for n in range(count)
+    )
+
+
 def test_a_cart_untouched_for_two_hours_gets_one_reminder_even_when_the_job_runs_twice(
     client, mailoutbox
 ):
@@ -322,17 +370,74 @@ def test_a_cart_untouched_for_two_hours_gets_one_reminder_even_when_the_job_runs
 
     with time_machine.travel(DAY + timedelta(hours=1, minutes=59), tick=False):
         tasks.cart_reminders_task(period="early")
-    assert mailoutbox == []
+    assert rows(recurring.CART_REMINDER_EMAIL) == []
 
     with time_machine.travel(DAY + timedelta(hours=2, minutes=1), tick=False):
-        tasks.cart_reminders_task(period="due")
+        first = tasks.cart_reminders_task(period="due")
         tasks.cart_reminders_task(period="due")
     with time_machine.travel(DAY + timedelta(hours=3), tick=False):
-        tasks.cart_reminders_task(period="later")
+        later = tasks.cart_reminders_task(period="later")
+    follow_ups_run()
 
+    assert (first["due"], first["follow_ups"]) == (1, 1)
+    assert (later["due"], later["follow_ups"]) == (0, 0)
+    (follow_up,) = rows(recurring.CART_REMINDER_EMAIL)
+    assert (follow_up.key, follow_up.status) == (f"cart:{cart.pk}:reminder", "succeeded")
     (reminder,) = to(mailoutbox, "cy@example.com")
     assert reminder.subject == "You left something in your cart"
     assert "2 × Celery seeds" in reminder.body
+
+
+def test_a_reminder_run_makes_one_row_per_due_cart_and_marks_each_cart():
+    carts_due(5)
+    AbandonedCart.objects.create(
+        session_key="fresh", email="fresh@example.com", items={}, touched_at=DAY
+    )
+
+    with time_machine.travel(DAY, tick=False):
+        result = tasks.cart_reminders_task(period="due")
+
+    assert (result["due"], result["follow_ups"]) == (5, 5)
+    assert set(
+        AbandonedCart.objects.filter(reminded_at__isnull=False).values_list(
+            "session_key", flat=True
+        )
+    ) == {f"session-{n}" for n in range(5)}
+    assert {f.payload["cart_id"] for f in rows(recurring.CART_REMINDER_EMAIL)} == set(
+        AbandonedCart.objects.exclude(session_key="fresh").values_list("pk", flat=True)
+    )
+
+
+def test_reminders_are_handed_over_in_chunks_past_the_chunk_size(settings):
+    settings.JOB_CHUNK_SIZE = 3
+    carts_due(8)
+
+    with time_machine.travel(DAY, tick=False):
+        result = recurring.cart_reminders_create()
+        again = recurring.cart_reminders_create()
+
+    assert (result["due"], result["follow_ups"]) == (8, 8)
+    assert (again["due"], again["follow_ups"]) == (0, 0)
+    assert not AbandonedCart.objects.filter(reminded_at__isnull=True).exists()
+    assert len({f.key for f in rows(recurring.CART_REMINDER_EMAIL)}) == 8
+
+
+def test_one_refused_address_spares_every_other_reminder(mailoutbox):
+    carts_due(4)
+    email_faults_set(latency_ms=0, error_rate=0, poison_recipient="cart1@example.com")
+
+    with time_machine.travel(DAY, tick=False):
+        tasks.cart_reminders_task(period="due")
+    outcomes = {f.payload["cart_id"]: f.status for f in follow_ups_run()}
+
+    refused = AbandonedCart.objects.get(email="cart1@example.com")
+    assert outcomes.pop(refused.pk) == "dead"
+    assert set(outcomes.values()) == {"succeeded"}
+    assert sorted(m.to[0] for m in mailoutbox) == [
+        "cart0@example.com",
+        "cart2@example.com",
+        "cart3@example.com",
+    ]
 
 
 def test_a_cart_that_became_an_order_gets_no_reminder(client, mailoutbox):
@@ -346,4 +451,17 @@ def test_a_cart_that_became_an_order_gets_no_reminder(client, mailoutbox):
         tasks.cart_reminders_task(period="due")
 
     assert not AbandonedCart.objects.exists()
+    assert rows(recurring.CART_REMINDER_EMAIL) == []
     assert to(mailoutbox, "cy@example.com") == []
+
+
+def test_a_cart_ordered_after_its_reminder_was_handed_over_is_not_reminded(mailoutbox):
+    (cart,) = carts_due(1)
+    with time_machine.travel(DAY, tick=False):
+        tasks.cart_reminders_task(period="due")
+    recurring.abandoned_cart_forget(session_key=cart.session_key)
+
+    (follow_up,) = follow_ups_run()
+
+    assert (follow_up.status, follow_up.result) == ("succeeded", {"skipped": "cart gone"})
+    assert mailoutbox == []
