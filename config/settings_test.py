@@ -20,3 +20,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # A worker that dies mid-task leaves its row running until the hard time limit: 30 s, not 90 s.
 CELERY_TASK_SOFT_TIME_LIMIT = 20
 CELERY_TASK_TIME_LIMIT = 30
+# The failure lab's email faults are read on every send, so a test sees the faults it just set.
+FAILURE_LAB_FAULTS_CACHE_SECONDS = float(os.environ.get("FAILURE_LAB_FAULTS_CACHE_SECONDS", "0"))

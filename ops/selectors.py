@@ -18,7 +18,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from ops.models import QueueSample, WarehouseFaults
+from ops.models import QueueSample
 from orders.models import FollowUp
 from orders.services import TASK_NAME_BY_KIND
 
@@ -277,10 +277,6 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
         workers=workers_online(),
         last_beat_tick=last_beat_tick(),
     )
-
-
-def warehouse_faults_get() -> WarehouseFaults:
-    return WarehouseFaults.objects.first() or WarehouseFaults(pk=1)
 
 
 def _count_by_kind(queryset):

@@ -4,8 +4,7 @@ import httpx
 import pytest
 from django.core.management import CommandError, call_command
 
-from notifications.models import EmailFaults
-from ops.models import WarehouseFaults
+from devtools.models import EmailFaults, WarehouseFaults
 from ops.services import POISON_RECIPIENT
 from orders.models import FollowUp, Order
 from tests.factories import ProductFactory
