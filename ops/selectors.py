@@ -18,6 +18,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from notifications.selectors import UnknownDeliveries, deliveries_unknown
 from ops.models import QueueSample
 from orders.models import FollowUp
 from orders.services import TASK_NAME_BY_KIND
@@ -62,6 +63,8 @@ class OpsSnapshot:
     by_queue: list[JobMetrics]
     workers: list[str] | None  # None: the broker could not be asked
     last_beat_tick: datetime | None
+    # Emails the server may have (no reply to DATA), each held before a resend.
+    email_unknown: UnknownDeliveries | None = None
 
     @property
     def dead_letters(self) -> int:
@@ -276,6 +279,7 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
         by_queue=by_queue,
         workers=workers_online(),
         last_beat_tick=last_beat_tick(),
+        email_unknown=deliveries_unknown(),
     )
 
 
