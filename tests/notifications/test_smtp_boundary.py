@@ -2,6 +2,8 @@
 sent twice, and when (docs/reliability.md, "Email at the SMTP boundary")."""
 
 import logging
+import os
+import signal
 import threading
 import time
 from datetime import timedelta
@@ -13,7 +15,8 @@ from django.utils import timezone
 
 from notifications.models import EmailDelivery
 from notifications.services import EmailPermanentFailure, EmailTemporaryFailure, email_send
-from tests.processes import free_port
+from tests.conftest import database_url
+from tests.processes import BIN, Process, free_port, wait_until
 
 
 @pytest.fixture
@@ -226,3 +229,68 @@ def test_a_server_that_cannot_be_reached_is_a_failure_before_data(smtp, settings
     assert unreachable.value.retry_after is None
     row = delivery()
     assert (row.status, row.data_started_at) == ("failed", None)
+
+
+def sender_process(smtp_server, log_dir) -> Process:
+    """A worker-like process sending the email, with the failure lab out of the way."""
+    script = (
+        "from notifications.services import email_send; "
+        "email_send(purpose_key='order-1-confirmation', recipient='ann@example.com', "
+        "subject='Order confirmed', body='Hi')"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(smtp_server.port),
+        "FAILURE_LAB": "0",
+    }
+    return Process(
+        "sender", [str(BIN / "python"), "manage.py", "shell", "-c", script], env, log_dir
+    )
+
+
+def kill(process: Process) -> None:
+    os.killpg(process.popen.pid, signal.SIGKILL)
+    process.stop()
+
+
+@pytest.mark.integration
+def test_a_sender_killed_after_data_leaves_the_email_unknown_and_held_not_resent(
+    smtp, transactional_db, process_log_dir, settings
+):
+    smtp.delay_next_reply(60)  # the server has the message and has not answered yet
+    sender = sender_process(smtp, process_log_dir)
+    wait_until(smtp.message_ids, timeout=60, message="the message to reach the server")
+    kill(sender)
+
+    row = delivery()
+    assert row.status == "sending" and row.data_started_at is not None
+    with pytest.raises(EmailTemporaryFailure) as held:
+        send()
+
+    assert held.value.retry_after == pytest.approx(settings.EMAIL_UNKNOWN_HOLD_SECONDS, abs=5)
+    assert delivery().status == "unknown"
+    assert len(smtp.message_ids()) == 1
+
+
+@pytest.mark.integration
+def test_a_sender_killed_before_data_leaves_an_email_that_is_sent_at_once(
+    smtp, transactional_db, process_log_dir
+):
+    smtp.delay_next_reply(60, command="RCPT")  # the sender can never get past RCPT
+    sender = sender_process(smtp, process_log_dir)
+    wait_until(
+        lambda: EmailDelivery.objects.filter(status="sending").exists(),
+        timeout=60,
+        message="the sender to claim the delivery",
+    )
+    time.sleep(0.5)  # on its way to RCPT, or waiting there: before DATA either way
+    kill(sender)
+
+    assert delivery().data_started_at is None
+    sent = send()
+
+    assert smtp.message_ids() == [sent.message_id]
+    assert (delivery().status, delivery().attempts) == ("sent", 2)
