@@ -127,6 +127,10 @@ def failure_lab(request):
     return render(
         request,
         "ops/failure_lab.html",
-        {"email_form": email_form, "warehouse_form": warehouse_form},
+        {
+            "email_form": email_form,
+            "warehouse_form": warehouse_form,
+            "failure_lab_on": settings.FAILURE_LAB,
+        },
         status=status,
     )

@@ -29,6 +29,13 @@ def test_email_faults_are_stored_for_the_provider_to_read(admin_client):
     assert (faults.latency_ms, faults.error_rate) == (250, 0.3)
 
 
+def test_the_lab_page_says_when_email_faults_are_not_acted_out(admin_client, settings):
+    settings.FAILURE_LAB = True
+    assert 'data-lab="off"' not in admin_client.get("/ops/lab/").content.decode()
+    settings.FAILURE_LAB = False
+    assert 'data-lab="off"' in admin_client.get("/ops/lab/").content.decode()
+
+
 def test_an_error_rate_above_one_is_a_form_error_not_a_crash(admin_client):
     response = admin_client.post(
         "/ops/lab/", {"action": "email", "latency_ms": "0", "error_rate": "2"}
