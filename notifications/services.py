@@ -139,6 +139,7 @@ def _delivery_claim(delivery: EmailDelivery) -> bool:
         Q(status__in=[EmailDelivery.Status.PENDING, EmailDelivery.Status.FAILED])
         | Q(status=EmailDelivery.Status.SENDING, data_started_at__isnull=True)
         | Q(status=EmailDelivery.Status.UNKNOWN, hold_until__lte=now)
+        | Q(status=EmailDelivery.Status.UNKNOWN, hold_until__isnull=True)  # hold lifted by hand
     )
     return bool(
         EmailDelivery.objects.filter(may_send, pk=delivery.pk).update(
@@ -201,7 +202,11 @@ def _delivery_hold(delivery: EmailDelivery, *, error: str) -> EmailTemporaryFail
 
 
 def _is_held(delivery: EmailDelivery) -> bool:
-    return delivery.status == EmailDelivery.Status.UNKNOWN and delivery.hold_until > timezone.now()
+    return (
+        delivery.status == EmailDelivery.Status.UNKNOWN
+        and delivery.hold_until is not None
+        and delivery.hold_until > timezone.now()
+    )
 
 
 def _held_failure(delivery: EmailDelivery) -> EmailTemporaryFailure:
