@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "orders",
     "notifications",
     "ops",
+    "devtools",
 ]
 
 MIDDLEWARE = [
@@ -127,6 +128,13 @@ EMAIL_BACKEND = (
     "django.core.mail.backends.smtp.EmailBackend"
     if EMAIL_HOST
     else "notifications.backends.OutboxEmailBackend"
+)
+# An email whose DATA got no reply (a timeout, a lost connection, a worker killed) may be with the
+# server: it is held this long before it is sent again, with the same Message-ID.
+EMAIL_UNKNOWN_HOLD_SECONDS = int(os.environ.get("EMAIL_UNKNOWN_HOLD_SECONDS", "900"))
+# After the server's 250, a failing database write is retried this long (the send never is).
+EMAIL_RECORD_SENT_PATIENCE_SECONDS = float(
+    os.environ.get("EMAIL_RECORD_SENT_PATIENCE_SECONDS", "30")
 )
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Celery Shop <shop@example.com>")
 
@@ -249,3 +257,13 @@ OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
 # /readyz answers 503 when the relay last ticked longer ago than this.
 OPS_READY_BEAT_MAX_AGE_SECONDS = int(os.environ.get("OPS_READY_BEAT_MAX_AGE_SECONDS", "60"))
 # Beat samples queue depth every 30 s for the ops page's charts: "ops-queue-sample" in config/schedules.py.
+
+# --- Failure lab (devtools) -----------------------------------------------------------------------
+# On, /ops/lab/'s email faults are acted out by a backend wrapped around the real one, which reads
+# the faults at most once per FAILURE_LAB_FAULTS_CACHE_SECONDS. Off (production), email is sent by
+# the real backend alone and no faults are read. The warehouse faults go to the simulator either way.
+FAILURE_LAB = env_bool("FAILURE_LAB", DEBUG)
+FAILURE_LAB_REAL_EMAIL_BACKEND = EMAIL_BACKEND
+FAILURE_LAB_FAULTS_CACHE_SECONDS = float(os.environ.get("FAILURE_LAB_FAULTS_CACHE_SECONDS", "2"))
+if FAILURE_LAB:
+    EMAIL_BACKEND = "devtools.email_backends.FaultInjectingEmailBackend"

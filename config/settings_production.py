@@ -11,7 +11,14 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
 from config.settings import *  # noqa: F403
-from config.settings import CELERY_BROKER_URL, DATABASES, MIDDLEWARE, env_bool, env_list
+from config.settings import (
+    CELERY_BROKER_URL,
+    DATABASES,
+    FAILURE_LAB_REAL_EMAIL_BACKEND,
+    MIDDLEWARE,
+    env_bool,
+    env_list,
+)
 
 
 def _required(name: str) -> str:
@@ -32,6 +39,14 @@ if len(SECRET_KEY) < 50 or SECRET_KEY.startswith(("dev-only", "django-insecure")
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", _required("ALLOWED_HOSTS"))
 _required("DATABASE_URL")  # production never falls back to the SQLite file
+
+# The failure lab stays out of production's email path unless asked for by name (a demo stack).
+FAILURE_LAB = env_bool("FAILURE_LAB", False)
+EMAIL_BACKEND = (
+    "devtools.email_backends.FaultInjectingEmailBackend"
+    if FAILURE_LAB
+    else FAILURE_LAB_REAL_EMAIL_BACKEND
+)
 
 # --- HTTPS ----------------------------------------------------------------------------------------
 # Behind a proxy that terminates TLS, trust its X-Forwarded-Proto so request.is_secure() is right

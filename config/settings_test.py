@@ -16,3 +16,5 @@ from config.settings import *  # noqa: E402, F403
 FOLLOW_UP_RETRY_BASE_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_BASE_SECONDS", "0.05"))
 FOLLOW_UP_RETRY_CAP_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_CAP_SECONDS", "0.5"))
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The failure lab's email faults are read on every send, so a test sees the faults it just set.
+FAILURE_LAB_FAULTS_CACHE_SECONDS = float(os.environ.get("FAILURE_LAB_FAULTS_CACHE_SECONDS", "0"))

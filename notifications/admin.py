@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from notifications.models import EmailDelivery, EmailFaults, OutboxMessage
+from notifications.models import EmailDelivery, OutboxMessage
 
 
 @admin.register(EmailDelivery)
@@ -13,8 +13,3 @@ class EmailDeliveryAdmin(admin.ModelAdmin):
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(admin.ModelAdmin):
     list_display = ["subject", "recipients", "created_at"]
-
-
-@admin.register(EmailFaults)
-class EmailFaultsAdmin(admin.ModelAdmin):
-    list_display = ["latency_ms", "error_rate", "poison_recipient", "updated_at"]

@@ -4,13 +4,20 @@ from django.db import models
 
 
 class EmailDelivery(models.Model):
-    """One email per purpose key ("order-<id>-confirmation"): a second send for the key is a no-op."""
+    """One email per purpose key ("order-<id>-confirmation"): a second send for the key is a no-op.
+
+    ``data_started_at`` is committed just before the SMTP DATA command: a row found ``sending``
+    without it never reached the point where the server could have the message. ``unknown`` means
+    DATA was issued and no reply recorded (a timeout, a lost connection, a killed worker): the
+    server may have the message, so nothing is sent again before ``hold_until``.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending"
         SENDING = "sending"
         SENT = "sent"
         FAILED = "failed"
+        UNKNOWN = "unknown"
 
     purpose_key = models.CharField(max_length=200, unique=True)
     recipient = models.EmailField()
@@ -21,6 +28,8 @@ class EmailDelivery(models.Model):
     message_id = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    data_started_at = models.DateTimeField(null=True, blank=True)
+    hold_until = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -45,22 +54,3 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} to {self.recipients}"
-
-
-class EmailFaults(models.Model):
-    """Faults the failure lab switched on for the email provider; one row, read before each send.
-
-    Latency is slept before sending; ``error_rate`` is the share of sends refused as temporary
-    failures (retried); mail to ``poison_recipient`` is refused for good (a dead letter at once).
-    """
-
-    latency_ms = models.PositiveIntegerField(default=0)
-    error_rate = models.FloatField(default=0.0)
-    poison_recipient = models.EmailField(blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        verbose_name_plural = "email faults"
-
-    def __str__(self) -> str:
-        return f"email: {self.latency_ms} ms, {self.error_rate:.0%} errors"

@@ -1,23 +1,49 @@
-"""Sending email once per purpose, through whatever Django email backend is configured."""
+"""Sending email once per purpose, through whatever Django email backend is configured.
+
+What happens at the SMTP boundary (docs/reliability.md, "Email at the SMTP boundary"):
+
+- ``data_started_at`` is committed just before DATA. A failure or a crash before it means the
+  server has nothing: the next attempt sends at once.
+- The server's 250 is recorded at once, in its own commit, before QUIT. If the database fails
+  there, the write is retried for ``EMAIL_RECORD_SENT_PATIENCE_SECONDS``; the send never is.
+- No reply to DATA (a timeout, a lost connection, a sender killed after DATA) makes the delivery
+  ``unknown``: the server may have the message. Nothing is sent for ``EMAIL_UNKNOWN_HOLD_SECONDS``;
+  after that it is sent again with the same Message-ID, for the receiving side to fold.
+
+``email_send`` must run outside a transaction (tasks do), so that each of those writes is its own
+commit.
+"""
 
 import contextlib
-import random
+import logging
 import smtplib
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
-from django.db import transaction
-from django.db.models import F
+from django.db import DatabaseError, connection
+from django.db.models import F, Q
 from django.utils import timezone
 
-from notifications.models import EmailDelivery, EmailFaults
+from notifications.backends import message_hand_over
+from notifications.models import EmailDelivery
+
+logger = logging.getLogger(__name__)
 
 
 class EmailTemporaryFailure(Exception):
-    """The mail server could not take the message now (4xx, timeout, refused): try again later."""
+    """The mail server could not take the message now (4xx, timeout, refused): try again later.
+
+    ``retry_after`` is set when no attempt can do anything for that many seconds (a delivery held
+    as unknown); a retry policy should wait at least that long.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class EmailPermanentFailure(Exception):
@@ -41,8 +67,9 @@ def staff_recipients() -> list[str]:
 def email_send(*, purpose_key: str, recipient: str, subject: str, body: str) -> EmailSent:
     """Send one email for ``purpose_key``; if it was sent before, send nothing and say so.
 
-    The Message-ID is derived from the purpose key, so even a resend after a crash between the
-    server's acceptance and our log update carries the same ID for the receiving side to fold.
+    The Message-ID is derived from the purpose key, so any resend carries the same ID for the
+    receiving side to fold. Raises ``EmailTemporaryFailure`` (retry later, not before its
+    ``retry_after``) or ``EmailPermanentFailure``; never raises once the server answered 250.
     """
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].rstrip(">") or "localhost"
     delivery, _ = EmailDelivery.objects.get_or_create(
@@ -53,100 +80,160 @@ def email_send(*, purpose_key: str, recipient: str, subject: str, body: str) -> 
             "message_id": f"<{purpose_key}@{domain}>",
         },
     )
+    if delivery.status == EmailDelivery.Status.SENDING and delivery.data_started_at is not None:
+        # The last sender issued DATA and recorded no reply: it was killed, or lost its database.
+        raise _delivery_hold(delivery, error="the sender stopped after DATA with no reply recorded")
     if delivery.status == EmailDelivery.Status.SENT:
         return EmailSent(message_id=delivery.message_id, already_sent=True)
-    if not _delivery_claim(delivery):  # sent by someone else since we looked
-        return EmailSent(message_id=delivery.message_id, already_sent=True)
+    if _is_held(delivery):
+        raise _held_failure(delivery)
+    if not _delivery_claim(delivery):
+        delivery.refresh_from_db()
+        if delivery.status == EmailDelivery.Status.SENT:
+            return EmailSent(message_id=delivery.message_id, already_sent=True)
+        if _is_held(delivery):
+            raise _held_failure(delivery)
+        raise EmailTemporaryFailure(f"{purpose_key} changed hands while claiming it")
 
-    _faults_apply(delivery)
-    connection = get_connection()
+    backend = get_connection()
     message = EmailMessage(
         subject=subject,
         body=body,
         to=[recipient],
         headers={"Message-ID": delivery.message_id},
-        connection=connection,
     )
+    data_started = False
+
+    def data_start() -> None:
+        nonlocal data_started
+        EmailDelivery.objects.filter(pk=delivery.pk).update(data_started_at=timezone.now())
+        data_started = True
+
     try:
-        connection.open()
-        message.send()
-        # Recorded before the QUIT round trip: the only window in which a crash makes a resend is
-        # between the server's "250 OK" and this update, and the resend carries the same Message-ID.
-        EmailDelivery.objects.filter(pk=delivery.pk).update(
-            status=EmailDelivery.Status.SENT, sent_at=timezone.now(), last_error=""
-        )
+        message_hand_over(backend, message, before_data=data_start)
+    except smtplib.SMTPRecipientsRefused as exc:
+        error = f"recipient refused: {exc.recipients!r}"
+        _delivery_failed(delivery, error)
+        if all(400 <= code < 500 for code, _ in exc.recipients.values()):
+            raise EmailTemporaryFailure(error) from exc
+        raise EmailPermanentFailure(error) from exc
     except smtplib.SMTPResponseException as exc:
+        # A reply that refuses, to MAIL, RCPT or DATA: the server did not take the message.
         error = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
         _delivery_failed(delivery, error)
         if 400 <= exc.smtp_code < 500:
             raise EmailTemporaryFailure(error) from exc
         raise EmailPermanentFailure(error) from exc
-    except smtplib.SMTPRecipientsRefused as exc:
-        _delivery_failed(delivery, f"recipient refused: {exc.recipients!r}")
-        raise EmailPermanentFailure(f"recipient refused: {exc.recipients!r}") from exc
     except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+        if data_started:
+            raise _delivery_hold(delivery, error=f"no reply to DATA: {exc!r}") from exc
         _delivery_failed(delivery, repr(exc))
         raise EmailTemporaryFailure(repr(exc)) from exc
+    else:
+        # Before QUIT, in its own commit: from here on the caller must not send again.
+        _delivery_record_sent(delivery)
     finally:
-        _connection_close_quietly(connection)
+        _connection_close_quietly(backend)
     return EmailSent(message_id=delivery.message_id, already_sent=False)
 
 
 def _delivery_claim(delivery: EmailDelivery) -> bool:
-    """Mark the delivery as being sent, unless it was sent meanwhile.
+    """Mark the delivery as being sent by us, if it may be sent now.
 
-    Who may send is decided by the caller (a follow-up's claim, a job's run key), so a delivery
-    left "sending" by a crashed worker is simply sent again, with the same Message-ID; the
-    attempts count shows it happened.
+    Who may send is decided by the caller (a follow-up's claim, a job's run key), so a delivery left
+    ``sending`` without a DATA marker (its sender died before DATA) is simply sent again.
     """
+    now = timezone.now()
+    may_send = (
+        Q(status__in=[EmailDelivery.Status.PENDING, EmailDelivery.Status.FAILED])
+        | Q(status=EmailDelivery.Status.SENDING, data_started_at__isnull=True)
+        | Q(status=EmailDelivery.Status.UNKNOWN, hold_until__lte=now)
+        | Q(status=EmailDelivery.Status.UNKNOWN, hold_until__isnull=True)  # hold lifted by hand
+    )
     return bool(
-        EmailDelivery.objects.filter(pk=delivery.pk)
-        .exclude(status=EmailDelivery.Status.SENT)
-        .update(
+        EmailDelivery.objects.filter(may_send, pk=delivery.pk).update(
             status=EmailDelivery.Status.SENDING,
-            claimed_at=timezone.now(),
+            claimed_at=now,
             attempts=F("attempts") + 1,
+            data_started_at=None,
+            hold_until=None,
         )
     )
 
 
-def _connection_close_quietly(connection) -> None:
+def _delivery_record_sent(delivery: EmailDelivery) -> None:
+    """Record the server's 250; on a database error retry the write, never the send.
+
+    After ``EMAIL_RECORD_SENT_PATIENCE_SECONDS`` of errors it gives up and leaves the row
+    ``sending`` with its DATA marker: the next attempt holds it as unknown instead of sending.
+    """
+    deadline = time.monotonic() + settings.EMAIL_RECORD_SENT_PATIENCE_SECONDS
+    pause = 0.1
+    while True:
+        try:
+            EmailDelivery.objects.filter(pk=delivery.pk).update(
+                status=EmailDelivery.Status.SENT,
+                sent_at=timezone.now(),
+                last_error="",
+                hold_until=None,
+            )
+            return
+        except DatabaseError:
+            if time.monotonic() + pause > deadline:
+                logger.exception(
+                    "email %s was accepted (250) but could not be recorded; left as sent after DATA",
+                    delivery.purpose_key,
+                )
+                return
+            logger.warning(
+                "email %s was accepted (250); recording it failed, retrying in %.1f s",
+                delivery.purpose_key,
+                pause,
+                exc_info=True,
+            )
+            if not connection.in_atomic_block:
+                # As Django does between requests: a broken connection is replaced on the next query.
+                connection.close_if_unusable_or_obsolete()
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
+def _delivery_hold(delivery: EmailDelivery, *, error: str) -> EmailTemporaryFailure:
+    """Mark a delivery whose DATA got no recorded reply as unknown, held; return what to raise."""
+    hold_until = timezone.now() + timedelta(seconds=settings.EMAIL_UNKNOWN_HOLD_SECONDS)
+    EmailDelivery.objects.filter(pk=delivery.pk, status=EmailDelivery.Status.SENDING).update(
+        status=EmailDelivery.Status.UNKNOWN, hold_until=hold_until, last_error=error[:2000]
+    )
+    delivery.refresh_from_db()
+    if not _is_held(delivery):  # recorded sent, or claimed again, meanwhile
+        return EmailTemporaryFailure(f"{delivery.purpose_key} changed hands while holding it")
+    return _held_failure(delivery)
+
+
+def _is_held(delivery: EmailDelivery) -> bool:
+    return (
+        delivery.status == EmailDelivery.Status.UNKNOWN
+        and delivery.hold_until is not None
+        and delivery.hold_until > timezone.now()
+    )
+
+
+def _held_failure(delivery: EmailDelivery) -> EmailTemporaryFailure:
+    remaining = max(0.0, (delivery.hold_until - timezone.now()).total_seconds())
+    return EmailTemporaryFailure(
+        f"{delivery.purpose_key}: the server may have it ({delivery.last_error}); "
+        f"held until {delivery.hold_until:%Y-%m-%d %H:%M:%S} UTC",
+        retry_after=remaining,
+    )
+
+
+def _connection_close_quietly(backend) -> None:
     # The message's fate was decided before QUIT; a failed goodbye changes nothing.
     with contextlib.suppress(smtplib.SMTPException, OSError):
-        connection.close()
+        backend.close()
 
 
 def _delivery_failed(delivery: EmailDelivery, error: str) -> None:
     EmailDelivery.objects.filter(pk=delivery.pk).update(
         status=EmailDelivery.Status.FAILED, last_error=error[:2000]
     )
-
-
-def _faults_apply(delivery: EmailDelivery) -> None:
-    """Act out the faults the failure lab switched on, as a real provider would fail."""
-    faults = EmailFaults.objects.first()
-    if faults is None:
-        return
-    if faults.latency_ms:
-        time.sleep(faults.latency_ms / 1000)
-    if faults.poison_recipient and delivery.recipient == faults.poison_recipient:
-        error = "SMTP 550: mailbox unavailable (failure lab: poison recipient)"
-        _delivery_failed(delivery, error)
-        raise EmailPermanentFailure(error)
-    if faults.error_rate and random.random() < faults.error_rate:
-        error = "SMTP 451: try again later (failure lab: error rate)"
-        _delivery_failed(delivery, error)
-        raise EmailTemporaryFailure(error)
-
-
-def email_faults_set(
-    *, latency_ms: int, error_rate: float, poison_recipient: str = ""
-) -> EmailFaults:
-    """Store the email provider faults the failure lab asks for (zeroes switch them off)."""
-    with transaction.atomic():
-        faults, _ = EmailFaults.objects.select_for_update().get_or_create(pk=1)
-        faults.latency_ms = latency_ms
-        faults.error_rate = error_rate
-        faults.poison_recipient = poison_recipient
-        faults.save()
-    return faults

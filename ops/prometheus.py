@@ -69,4 +69,11 @@ def registry_for(snapshot: OpsSnapshot) -> CollectorRegistry:
     )
     if snapshot.relay is not None:
         lag.set(snapshot.relay.lag_seconds)
+    unknown = Gauge(
+        "shop_email_deliveries_unknown",
+        "Emails whose DATA got no reply: the server may have them; each is held before a resend",
+        registry=registry,
+    )
+    if snapshot.email_unknown is not None:
+        unknown.set(snapshot.email_unknown.count)
     return registry

@@ -21,7 +21,8 @@ from follow_ups import registry
 from follow_ups.broker import BROKER_TIMEOUT_SECONDS, queue_depths
 from follow_ups.models import FollowUp, RelayState
 from follow_ups.selectors import relay_state_get
-from ops.models import QueueSample, WarehouseFaults
+from notifications.selectors import UnknownDeliveries, deliveries_unknown
+from ops.models import QueueSample
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class OpsSnapshot:
     by_queue: list[JobMetrics]
     workers: list[str] | None  # None: the broker could not be asked
     relay: RelayState | None
+    # Emails the server may have (no reply to DATA), each held before a resend.
+    email_unknown: UnknownDeliveries | None = None
 
     @property
     def last_relay_tick(self) -> datetime | None:
@@ -254,11 +257,8 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
         by_queue=by_queue,
         workers=workers_online(),
         relay=relay_state_get(),
+        email_unknown=deliveries_unknown(),
     )
-
-
-def warehouse_faults_get() -> WarehouseFaults:
-    return WarehouseFaults.objects.first() or WarehouseFaults(pk=1)
 
 
 def _count_by_kind(queryset):

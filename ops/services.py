@@ -1,53 +1,28 @@
-"""The ops app's writes: queue samples for the charts; the failure lab's faults, poison orders and
-simulated shoppers."""
+"""The ops app's writes: queue samples for the charts; the failure lab's poison orders and simulated
+shoppers (the faults themselves are stored by ``devtools.services``)."""
 
 import secrets
 import time
 from collections.abc import Callable
 from datetime import timedelta
 
-import httpx
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from notifications.selectors import email_faults_get
-from notifications.services import email_faults_set
+from devtools.selectors import email_faults_get
+from devtools.services import email_faults_set
 from ops import selectors
-from ops.models import QueueSample, WarehouseFaults
+from ops.models import QueueSample
 from orders import services as order_services
 from shop.models import Product
 
 POISON_RECIPIENT = "poison@example.invalid"
 
 
-class WarehouseUnreachable(Exception):
-    """The faults were stored, but the warehouse did not take them (it is down or elsewhere)."""
-
-
-def warehouse_faults_set(*, latency_ms: int, failure_rate: float, outage: bool) -> WarehouseFaults:
-    """Store the warehouse faults and push them to the warehouse's ``PUT /config``."""
-    with transaction.atomic():
-        faults, _ = WarehouseFaults.objects.select_for_update().get_or_create(pk=1)
-        faults.latency_ms = latency_ms
-        faults.failure_rate = failure_rate
-        faults.outage = outage
-        faults.save()
-    try:
-        httpx.put(
-            f"{settings.WAREHOUSE_URL}/config",
-            json={"latency_ms": latency_ms, "failure_rate": failure_rate, "outage": outage},
-            timeout=settings.WAREHOUSE_TIMEOUT_SECONDS,
-        ).raise_for_status()
-    except httpx.HTTPError as exc:
-        raise WarehouseUnreachable(f"{type(exc).__name__}: {exc}") from exc
-    return faults
-
-
 def poison_order_place() -> order_services.PlacedOrder:
     """Place an order whose confirmation the email provider refuses for good: a dead letter.
 
-    The recipient is the lab's poison address; ``notifications.EmailFaults`` names it, so every
+    The recipient is the lab's poison address; ``devtools.EmailFaults`` names it, so every
     attempt to mail it fails permanently, whatever else the lab has switched on.
     """
     current = email_faults_get()

@@ -14,8 +14,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from notifications.selectors import email_faults_get
-from notifications.services import email_faults_set
+from devtools import selectors as lab_selectors
+from devtools import services as lab_services
 from ops import selectors, services
 from ops.forms import EmailFaultsForm, WarehouseFaultsForm
 from ops.prometheus import registry_for
@@ -78,8 +78,8 @@ def readyz(request):
 @staff_member_required
 @require_http_methods(["GET", "POST"])
 def failure_lab(request):
-    email = email_faults_get()
-    warehouse = selectors.warehouse_faults_get()
+    email = lab_selectors.email_faults_get()
+    warehouse = lab_selectors.warehouse_faults_get()
     email_form = EmailFaultsForm(
         initial={"latency_ms": email.latency_ms, "error_rate": email.error_rate}
     )
@@ -96,15 +96,17 @@ def failure_lab(request):
         if action == "email":
             email_form = EmailFaultsForm(request.POST)
             if email_form.is_valid():
-                email_faults_set(**email_form.cleaned_data, poison_recipient=email.poison_recipient)
+                lab_services.email_faults_set(
+                    **email_form.cleaned_data, poison_recipient=email.poison_recipient
+                )
                 messages.success(request, "Email provider faults saved.")
                 return redirect("ops:failure_lab")
         elif action == "warehouse":
             warehouse_form = WarehouseFaultsForm(request.POST)
             if warehouse_form.is_valid():
                 try:
-                    services.warehouse_faults_set(**warehouse_form.cleaned_data)
-                except services.WarehouseUnreachable as exc:
+                    lab_services.warehouse_faults_set(**warehouse_form.cleaned_data)
+                except lab_services.WarehouseUnreachable as exc:
                     messages.warning(request, f"Saved, but the warehouse did not take it: {exc}")
                 else:
                     messages.success(request, "Warehouse faults saved and sent to the warehouse.")
@@ -125,6 +127,10 @@ def failure_lab(request):
     return render(
         request,
         "ops/failure_lab.html",
-        {"email_form": email_form, "warehouse_form": warehouse_form},
+        {
+            "email_form": email_form,
+            "warehouse_form": warehouse_form,
+            "failure_lab_on": settings.FAILURE_LAB,
+        },
         status=status,
     )

@@ -5,6 +5,7 @@ Each runs from this checkout's virtualenv with the environment the test gives it
 (printed when a test fails to start one) and is stopped, hard if need be, when the test is done.
 """
 
+import asyncio
 import os
 import signal
 import socket
@@ -190,17 +191,24 @@ def start_warehouse(
 
 
 class SMTPRecorder:
-    """A real SMTP server (aiosmtpd) in a thread that keeps every message it accepts."""
+    """A real SMTP server (aiosmtpd) in a thread that keeps every message it accepts.
+
+    A message is kept the moment its content has arrived, before the server answers, so a reply
+    delayed past the client's timeout (``delay_next_reply``) leaves a message the client never
+    heard was accepted: what a real server does when its reply is lost.
+    """
 
     def __init__(self):
         self.messages: list[dict] = []
         self.lock = threading.Lock()
         self.refusals: list[str] = []  # SMTP replies to give instead of accepting, in order
-        self.reply_delay = 0.0  # seconds to wait before answering DATA: a slow server
         self.refused_recipients: dict[str, str] = {}  # address -> RCPT reply, for good
+        self.delays: dict[str, list[float]] = {"RCPT": [], "DATA": []}
+        self.before_replies: list[Callable[[], None]] = []
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await self._delay("RCPT")
         with self.lock:
             reply = self.refused_recipients.get(address)
         if reply:
@@ -209,11 +217,7 @@ class SMTPRecorder:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        import asyncio
         from email import message_from_bytes
-
-        if self.reply_delay:
-            await asyncio.sleep(self.reply_delay)
 
         with self.lock:
             if self.refusals:
@@ -228,7 +232,17 @@ class SMTPRecorder:
                     "body": parsed.get_payload(decode=True).decode(errors="replace"),
                 }
             )
+            before_reply = self.before_replies.pop(0) if self.before_replies else None
+        if before_reply is not None:
+            before_reply()
+        await self._delay("DATA")
         return "250 Message accepted for delivery"
+
+    async def _delay(self, command: str) -> None:
+        with self.lock:
+            seconds = self.delays[command].pop(0) if self.delays[command] else 0
+        if seconds:
+            await asyncio.sleep(seconds)
 
     @property
     def port(self) -> int:
@@ -245,8 +259,25 @@ class SMTPRecorder:
         with self.lock:
             self.messages.clear()
             self.refusals.clear()
-            self.reply_delay = 0.0
             self.refused_recipients.clear()
+            self.before_replies.clear()
+            for delays in self.delays.values():
+                delays.clear()
+
+    def delay_next_reply(self, seconds: float, *, command: str = "DATA") -> None:
+        """Answer the next ``command`` ("DATA" or "RCPT") only after ``seconds``; a DATA message is
+        kept before the wait."""
+        with self.lock:
+            self.delays[command].append(seconds)
+
+    def before_next_reply(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (in the server's thread) once the next message is kept, before its 250."""
+        with self.lock:
+            self.before_replies.append(action)
+
+    def message_ids(self) -> list[str]:
+        with self.lock:
+            return [m["message_id"] for m in self.messages]
 
     def refuse_next(self, *replies: str) -> None:
         """Answer the next messages with these replies, e.g. "451 4.3.0 Try again later"."""

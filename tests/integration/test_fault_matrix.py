@@ -161,7 +161,7 @@ def close_broker_connections() -> int:
 
 @pytest.mark.rabbitmq
 def test_a_broker_connection_closed_mid_email_sends_one_email(live_worker, smtp_server):
-    smtp_server.reply_delay = 6  # a slow SMTP server: the email is in flight for 6 s
+    smtp_server.delay_next_reply(6)  # a slow SMTP server: the email is in flight for 6 s
     order = place_order((ProductFactory(), 1)).order
     confirmation = follow_ups_of([order.pk]).get(kind=CONFIRMATION_EMAIL)
     wait_until(

@@ -43,17 +43,21 @@ def test_outbox_page_does_not_exist_without_debug(client, settings):
     assert client.get("/dev/outbox/").status_code == 404
 
 
-def test_an_email_whose_sender_crashed_mid_send_is_sent_again_with_the_same_message_id(
+def test_an_email_whose_sender_crashed_before_handing_it_over_is_kept_once_after_all(
     outbox_backend,
 ):
     from notifications.models import EmailDelivery
 
-    first = email_send(purpose_key="welcome-4", recipient="ann@example.com", subject="Hi", body="x")
-    # The worker died between the server's acceptance and the log's update:
-    EmailDelivery.objects.filter(purpose_key="welcome-4").update(status="sending")
-    second = email_send(
-        purpose_key="welcome-4", recipient="ann@example.com", subject="Hi", body="x"
+    # The worker died after claiming the delivery, before the hand-over (no DATA marker):
+    EmailDelivery.objects.create(
+        purpose_key="welcome-4",
+        recipient="ann@example.com",
+        message_id="<welcome-4@example.com>",
+        status="sending",
+        attempts=1,
     )
-    assert not second.already_sent
-    assert {m.message_id for m in OutboxMessage.objects.all()} == {first.message_id}
+    sent = email_send(purpose_key="welcome-4", recipient="ann@example.com", subject="Hi", body="x")
+
+    assert not sent.already_sent
+    assert [m.message_id for m in OutboxMessage.objects.all()] == ["<welcome-4@example.com>"]
     assert EmailDelivery.objects.get(purpose_key="welcome-4").attempts == 2

@@ -4,9 +4,8 @@ import httpx
 import pytest
 from django.core.management import CommandError, call_command
 
+from devtools.models import EmailFaults, WarehouseFaults
 from follow_ups.models import FollowUp
-from notifications.models import EmailFaults
-from ops.models import WarehouseFaults
 from ops.services import POISON_RECIPIENT
 from orders.models import Order
 from tests.factories import ProductFactory
@@ -29,6 +28,13 @@ def test_email_faults_are_stored_for_the_provider_to_read(admin_client):
     assert response.status_code == 302
     faults = EmailFaults.objects.get()
     assert (faults.latency_ms, faults.error_rate) == (250, 0.3)
+
+
+def test_the_lab_page_says_when_email_faults_are_not_acted_out(admin_client, settings):
+    settings.FAILURE_LAB = True
+    assert 'data-lab="off"' not in admin_client.get("/ops/lab/").content.decode()
+    settings.FAILURE_LAB = False
+    assert 'data-lab="off"' in admin_client.get("/ops/lab/").content.decode()
 
 
 def test_an_error_rate_above_one_is_a_form_error_not_a_crash(admin_client):
