@@ -28,6 +28,7 @@ from django.utils import timezone
 from kombu import Connection
 
 from follow_ups.models import FollowUp, RelayState
+from notifications.models import EmailDelivery
 from orders.models import Invoice, Order
 from orders.services import CHECKOUT_KINDS, CONFIRMATION_EMAIL, WAREHOUSE_SYNC, order_subject
 from tests.factories import ProductFactory, checkout_payload, place_order
@@ -120,6 +121,21 @@ def wait_all_ready(order_ids, timeout: float) -> float:
         message=f"{len(order_ids)} orders to become ready",
     )
     return time.monotonic() - started
+
+
+def held_confirmations(order_ids) -> set[str]:
+    """Subjects of the orders whose confirmation waits out the hold of an email of unknown fate."""
+    waiting = follow_ups_of(order_ids).filter(kind=CONFIRMATION_EMAIL, status="retrying")
+    unknown = set(
+        EmailDelivery.objects.filter(status=EmailDelivery.Status.UNKNOWN).values_list(
+            "purpose_key", flat=True
+        )
+    )
+    return {
+        row.subject
+        for row in waiting
+        if f"order-{row.subject.removeprefix('order:')}-confirmation" in unknown
+    }
 
 
 def assert_one_effect_each(order_ids, smtp_server, warehouse, *, resends_allowed=0) -> int:
@@ -258,14 +274,30 @@ def test_worker_children_sigkilled_every_half_second_lose_nothing_and_repeat_not
         stop.set()
         killer.join()
 
-    wait_all_ready(order_ids, timeout=180)
+    # A child killed after DATA leaves its email "unknown": held 15 minutes (the production hold)
+    # before its one resend. Such an order is settled once its other follow-ups succeeded.
+    wait_until(
+        lambda: not_ready(order_ids) == len(held_confirmations(order_ids)),
+        timeout=180,
+        interval=0.5,
+        message="every order ready, or its email held as unknown",
+    )
+    held = held_confirmations(order_ids)
 
     assert len(kills) >= 20
     assert "WorkerLostError" in stack.worker.log() or "SIGKILL" in stack.worker.log()
-    resends = assert_one_effect_each(
-        order_ids, smtp_server, warehouse, resends_allowed=max(1, len(order_ids) // 50)
-    )
-    print(f"{len(kills)} kills, {resends} email resends (same Message-ID)")
+    ready = [pk for pk in order_ids if order_subject(pk) not in held]
+    assert_one_effect_each(ready, smtp_server, warehouse)
+    for order in Order.objects.filter(pk__in=[pk for pk in order_ids if pk not in ready]):
+        assert len(smtp_server.confirmations(order.number)) <= 1  # held, never sent twice
+        assert (
+            follow_ups_of([order.pk])
+            .exclude(kind=CONFIRMATION_EMAIL)
+            .filter(status="succeeded")
+            .count()
+            == len(CHECKOUT_KINDS) - 1
+        )
+    print(f"{len(kills)} kills; {len(held)} emails held as unknown; no email sent twice")
 
 
 # --- 4. A follow-up whose worker is killed on every attempt --------------------------------------
