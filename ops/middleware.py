@@ -1,15 +1,33 @@
-"""Gives every web request an id, bound to the log context and echoed in ``X-Request-ID``.
+"""Request middleware: a request id for every request, and a 503 when the database is away.
 
-Tasks published while the request runs carry the id in their headers (see ``ops.job_logs``).
+``RequestIdMiddleware`` gives every web request an id, bound to the log context and echoed in
+``X-Request-ID``. Tasks published while the request runs carry the id in their headers (see
+``ops.job_logs``).
+
+``DatabaseUnavailableMiddleware`` answers 503 with ``Retry-After`` when a view finds the database
+unreachable (restarting, failing over, refusing connections): the request can be tried again in a
+moment, which a 500 does not say. The JSON API raises inside django-ninja, whose own handler would
+answer 500 first, so ``config.api`` registers ``database_unavailable`` there too.
 """
 
+import logging
 import re
 import uuid
 
 import structlog
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+
+logger = logging.getLogger(__name__)
 
 # A caller's id (from a proxy or load balancer) is kept only if it is short and plain.
 ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+# What Django raises when the database cannot be reached or the connection broke mid-request.
+DATABASE_AWAY = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 5
+API_PREFIX = "/api/"
 
 
 class RequestIdMiddleware:
@@ -28,3 +46,37 @@ class RequestIdMiddleware:
             structlog.contextvars.unbind_contextvars("request_id")
         response["X-Request-ID"] = request_id
         return response
+
+
+def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """503 + Retry-After: JSON for the API, a short page otherwise (no context processors: they
+    would read the session from the database that is away)."""
+    logger.warning(
+        "database unavailable, answering 503 to %s %s: %s", request.method, request.path, exc
+    )
+    if request.path.startswith(API_PREFIX):
+        response = JsonResponse(
+            {
+                "detail": "The shop cannot reach its database right now. Try again in a few "
+                "seconds; send the same Idempotency-Key to be sure an order is placed once.",
+                "code": "database_unavailable",
+            },
+            status=503,
+        )
+    else:
+        response = HttpResponse(render_to_string("ops/database_unavailable.html"), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, DATABASE_AWAY):
+            return database_unavailable(request, exception)
+        return None

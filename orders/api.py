@@ -104,7 +104,14 @@ def order_out(order: Order, follow_ups=None) -> dict:
 
 @router.post(
     "/orders/",
-    response={200: OrderOut, 201: OrderOut, 402: ErrorOut, 409: ErrorOut, 422: ErrorOut},
+    response={
+        200: OrderOut,
+        201: OrderOut,
+        402: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+        503: ErrorOut,  # the database is away (ops.middleware.database_unavailable)
+    },
 )
 def order_create(
     request,

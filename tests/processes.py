@@ -1,5 +1,6 @@
 """Real processes for tests: a Celery worker, the follow-up relay, the warehouse simulator, a web
-server, an SMTP server.
+server, an SMTP server, and private Redis and PostgreSQL servers a test may stop and start without
+touching anyone else.
 
 Each runs from this checkout's virtualenv with the environment the test gives it, logs to a file
 (printed when a test fails to start one) and is stopped, hard if need be, when the test is done.
@@ -7,15 +8,18 @@ Each runs from this checkout's virtualenv with the environment the test gives it
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 from aiosmtpd.controller import Controller
 
 REPO = Path(__file__).resolve().parent.parent
@@ -338,6 +342,75 @@ class PrivateRedis:
         os.killpg(self.process.popen.pid, signal.SIGKILL)
         self.process.popen.wait(5)
         self.process.log_file.close()
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own: ``initdb`` in a temporary folder, its own port, trust
+    authentication, so a test may stop and start it and touch no other database.
+
+    initdb and the server refuse to run as root: both run as the ``postgres`` user.
+    """
+
+    BIN = Path("/usr/lib/postgresql/15/bin")
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="private-postgres-"))
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        self.log_path = self.dir / "server.log"
+        self._as_postgres(
+            "initdb", "--pgdata", str(self.data), "--username", "postgres", "--auth", "trust",
+            "--encoding", "UTF8", "--no-sync", "--no-instructions",
+        )  # fmt: skip
+
+    def _as_postgres(self, program: str, *args: str) -> None:
+        done = subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(self.BIN / program), *args],
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            raise RuntimeError(
+                f"{program} failed:\n{done.stdout}{done.stderr}\n{self.log()[-2000:]}"
+            )
+
+    def url(self, database: str = "postgres") -> str:
+        """A DATABASE_URL for one of the server's databases."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> "PrivatePostgres":
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir}"
+        self._as_postgres(
+            "pg_ctl", "start", "--wait", "--pgdata", str(self.data), "--log", str(self.log_path),
+            "-o", options,
+        )  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        """Fast shutdown: open transactions are rolled back, every client is disconnected."""
+        self._as_postgres("pg_ctl", "stop", "--wait", "--mode", "fast", "--pgdata", str(self.data))
+
+    def restart(self, *, down_seconds: float = 0) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+    def create_database(self, name: str) -> str:
+        """Create the database and return its DATABASE_URL."""
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def remove(self) -> None:
+        """Stop the server if it runs and delete its files."""
+        if (self.data / "postmaster.pid").exists():
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def start_web(env: dict[str, str], log_dir: Path, *, port: int) -> Process:
