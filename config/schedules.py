@@ -5,29 +5,7 @@ All times are UTC (``CELERY_TIMEZONE``). Every entry carries ``expires``: a run 
 than that in the queue (beat was down, workers were busy) is dropped instead of piling up.
 """
 
-from dataclasses import dataclass, field
-
-from celery.schedules import crontab
-
-MINUTE = 60
-HOUR = 3600
-
-
-@dataclass(frozen=True)
-class Schedule:
-    name: str
-    task: str
-    queue: str
-    expires: int  # seconds
-    description: str
-    every: float | None = None  # seconds, for interval schedules
-    cron: dict[str, str] = field(default_factory=dict)  # crontab fields, for clock schedules
-    # Jobs with a run key get a ``period`` argument from beat and run at most once per period.
-    run_key: bool = True
-
-    def celery_schedule(self):
-        return crontab(**self.cron) if self.cron else self.every
-
+from scheduling.schedules import HOUR, MINUTE, Schedule
 
 SCHEDULES = [
     Schedule(
@@ -101,9 +79,8 @@ SCHEDULES = [
         expires=30,
         # Queue depth exists only when asked; a sample missed is a gap in a chart, nothing more.
         run_key=False,
-        description="Sample each queue's depth and oldest wait for the charts on /ops/ (issue 6).",
+        description="Sample each queue's depth and oldest wait for the charts on /ops/.",
     ),
 ]
 
 SCHEDULES_BY_NAME = {schedule.name: schedule for schedule in SCHEDULES}
-RUN_KEY_TASKS = {schedule.task for schedule in SCHEDULES if schedule.run_key}

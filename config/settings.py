@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "shop",
+    "scheduling",
     "follow_ups",
     "orders",
     "notifications",
@@ -213,12 +214,13 @@ CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = False
 # after each task, as Django does after each request.
 CELERY_DB_REUSE_MAX = 1000
 
-# --- Beat: recurring and delayed jobs (issue 5) ----------------------------------------------------
+# --- Beat: recurring and delayed jobs -------------------------------------------------------------
 # The schedules are defined in config/schedules.py and written to the database by
 # `manage.py sync_schedules`; the scheduler reads them from there (editable in the admin). Nothing
 # is scheduled from settings, so a beat start never overwrites an admin edit.
-CELERY_BEAT_SCHEDULER = "config.beat:LeasedDatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "scheduling.beat:LeasedDatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {}
+SCHEDULES = schedules.SCHEDULES  # what scheduling.beat and sync_schedules read
 CELERY_TASK_ROUTES.update({s.task: {"queue": s.queue} for s in schedules.SCHEDULES})
 # A beat that stops renewing its lease for this long is presumed dead; a standby takes over.
 BEAT_LEASE_SECONDS = float(os.environ.get("BEAT_LEASE_SECONDS", "30"))
@@ -252,7 +254,7 @@ LOGGING = {
     "loggers": {"jobs": {"handlers": ["jobs"], "level": "INFO", "propagate": False}},
 }
 
-# --- Ops: /ops/, /metrics, /readyz (issue 6) ------------------------------------------------------
+# --- Ops: /ops/, /metrics, /readyz ---------------------------------------------------------------
 # A Prometheus scraper sends "Authorization: Bearer <token>"; unset, /metrics is for staff only.
 OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
 # /readyz answers 503 when the relay last ticked longer ago than this.

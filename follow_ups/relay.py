@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from follow_ups import broker, registry, services
 from follow_ups.models import FollowUp, RelayState
+from scheduling.services import lease_acquire, lease_release
 
 logger = logging.getLogger(__name__)
 
@@ -240,9 +241,6 @@ class _Wakeups:
 
 def relay_run(*, stop: threading.Event, holder: str | None = None) -> None:
     """Tick while holding the lease, until ``stop`` is set; stand by while another relay holds it."""
-    from orders.jobs import beat_lease_acquire as lease_acquire  # MERGE: scheduling.services
-    from orders.jobs import beat_lease_release as lease_release
-
     holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     ttl = settings.FOLLOW_UP_RELAY_LEASE_SECONDS
     relay = Relay()

@@ -9,6 +9,7 @@ from celery import Task, shared_task
 from celery.exceptions import Retry
 
 from follow_ups import dead_letter_digest, dead_messages, services
+from scheduling.services import job_run, manual_period
 
 
 @shared_task(bind=True, name=services.RUN_TASK_NAME, ignore_result=True)
@@ -37,8 +38,6 @@ def follow_up_run_task(self: Task, *args, **kwargs) -> dict:
 # same period a no-op. The job only writes rows: the digest emails are follow-ups.
 @shared_task(soft_time_limit=120, time_limit=150)
 def dead_letter_digest_task(period: str | None = None) -> dict:
-    from orders.jobs import job_run, manual_period  # MERGE: scheduling.services
-
     period = period or manual_period()
     return job_run(
         job="dead-letter-digest",

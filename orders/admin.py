@@ -51,14 +51,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     exclude = ["pdf"]
 
 
-# --- Recurring and delayed jobs (issue 5) ---------------------------------------------------------
-from orders.models import (  # noqa: E402
-    AbandonedCart,
-    BeatLease,
-    JobRun,
-    OrderShipment,
-    SalesReport,
-)
+# --- What the recurring and delayed jobs keep -----------------------------------------------------
+from orders.models import AbandonedCart, OrderShipment, SalesReport  # noqa: E402
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -69,18 +63,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
-
-
-@admin.register(JobRun)
-class JobRunAdmin(ReadOnlyAdmin):
-    list_display = ["job", "period", "outcome", "attempts", "started_at", "finished_at", "counts"]
-    list_filter = ["job", "outcome"]
-    search_fields = ["job", "period"]
-
-
-@admin.register(BeatLease)
-class BeatLeaseAdmin(ReadOnlyAdmin):
-    list_display = ["name", "holder", "acquired_at", "expires_at"]
 
 
 @admin.register(SalesReport)

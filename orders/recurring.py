@@ -1,7 +1,7 @@
 """The work of the orders' recurring and delayed jobs: cleanup, the sales report, reconciliation
 with the warehouse, review requests, abandoned-cart reminders; and the emails they hand over.
 
-Each job is a service a beat task calls (through ``orders.jobs.job_run``). A job only selects what
+Each job is a service a beat task calls (through ``scheduling.services.job_run``). A job only selects what
 is due and writes follow-up rows for it (``follow_ups.services.follow_ups_create_for_due``), in
 chunks, marking each item in the same transaction; the emails are the rows' effects, declared in
 ``orders/follow_ups.py``, run one row at a time by the engine. So one refused address never holds
@@ -28,7 +28,6 @@ from notifications.services import email_send, staff_recipients
 from orders import warehouse
 from orders.models import (
     AbandonedCart,
-    JobRun,
     Order,
     OrderLine,
     OrderShipment,
@@ -36,6 +35,7 @@ from orders.models import (
     WarehouseCursor,
 )
 from orders.services import order_subject
+from scheduling.models import JobRun
 from shop.models import Product
 
 REPORT_CHUNK_SIZE = 500

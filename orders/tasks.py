@@ -5,7 +5,8 @@ catalog's (``shop.tasks``), the dead-letter digest the engine's (``follow_ups.ta
 
 from celery import shared_task
 
-from orders import jobs, recurring
+from orders import recurring
+from scheduling.services import job_run
 
 # --- Recurring and delayed jobs ------------------------------------------------------------------
 # Scheduled in config/schedules.py. Beat passes ``period`` (the slot it fired for); ``job_run``
@@ -15,7 +16,7 @@ from orders import jobs, recurring
 
 @shared_task(soft_time_limit=300, time_limit=330)
 def cleanup_task(period: str | None = None) -> dict:
-    return jobs.job_run(job="cleanup", period=period, work=recurring.cleanup_run)
+    return job_run(job="cleanup", period=period, work=recurring.cleanup_run)
 
 
 @shared_task(soft_time_limit=600, time_limit=660)
@@ -26,21 +27,21 @@ def sales_report_task(period: str | None = None) -> dict:
         report = recurring.sales_report_create(day=day)
         return {"day": day.isoformat(), "orders": report.orders, "revenue": str(report.revenue)}
 
-    return jobs.job_run(job="sales-report", period=period, work=work)
+    return job_run(job="sales-report", period=period, work=work)
 
 
 @shared_task(soft_time_limit=180, time_limit=210)
 def warehouse_reconciliation_task(period: str | None = None) -> dict:
-    return jobs.job_run(
+    return job_run(
         job="warehouse-reconciliation", period=period, work=recurring.warehouse_reconcile
     )
 
 
 @shared_task(soft_time_limit=180, time_limit=210)
 def cart_reminders_task(period: str | None = None) -> dict:
-    return jobs.job_run(job="cart-reminders", period=period, work=recurring.cart_reminders_create)
+    return job_run(job="cart-reminders", period=period, work=recurring.cart_reminders_create)
 
 
 @shared_task(soft_time_limit=180, time_limit=210)
 def review_requests_task(period: str | None = None) -> dict:
-    return jobs.job_run(job="review-requests", period=period, work=recurring.review_requests_create)
+    return job_run(job="review-requests", period=period, work=recurring.review_requests_create)

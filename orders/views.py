@@ -76,7 +76,7 @@ def checkout(request):
 
 
 def _abandoned_cart_remember(request, form: CheckoutForm, cart: Cart) -> None:
-    """Once checkout knows the shopper's email, keep a copy of the cart for a reminder (issue 5)."""
+    """Once checkout knows the shopper's email, keep a copy of the cart for a reminder."""
     form.is_valid()  # cleans every field; the email may be valid even if the card is not
     email = form.cleaned_data.get("email")
     if not email or not cart.quantities:

@@ -141,6 +141,17 @@ def live_relay(live_worker, worker_env, process_log_dir):
 
 
 @pytest.fixture
+def smtp(smtp_server, settings):
+    """Mail from this process goes to the suite's real SMTP server (which may refuse on cue)."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = smtp_server.port
+    smtp_server.clear()
+    yield smtp_server
+    smtp_server.clear()
+
+
+@pytest.fixture
 def published_tasks():
     """Every task this process hands to the broker, recorded by Celery's own publish signal."""
     published: list[tuple[str, list]] = []
@@ -154,14 +165,14 @@ def published_tasks():
     before_task_publish.disconnect(record)
 
 
-# --- PostgreSQL-only tests (issue 5) --------------------------------------------------------------
+# --- PostgreSQL- and RabbitMQ-only tests --------------------------------------------------------------
 def pytest_collection_modifyitems(config, items):
     """Deselect (never skip) tests marked ``postgres`` when the database is not PostgreSQL, and
     ``rabbitmq`` when the broker is not RabbitMQ."""
     markers = set()
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         markers.add("postgres")
-    # Tests marked rabbitmq (issue 7) need an amqp:// broker and rabbitmqctl.
+    # Tests marked rabbitmq need an amqp:// broker and rabbitmqctl.
     if not os.environ.get("CELERY_BROKER_URL", "").startswith("amqp://"):
         markers.add("rabbitmq")
     deselected = [item for item in items if any(item.get_closest_marker(m) for m in markers)]

@@ -12,7 +12,6 @@ from follow_ups import tasks
 from follow_ups.dead_letter_digest import DIGEST_EMAIL
 from follow_ups.models import DeadLetterNotice, FollowUp
 from follow_ups.services import follow_up_replay
-from notifications.services import email_faults_set
 from tests.factories import ProductFactory, place_order
 from tests.ledger import follow_ups_run
 
@@ -30,10 +29,6 @@ def kill(follow_up: FollowUp, error: str) -> None:
 
 def digests() -> list[FollowUp]:
     return list(FollowUp.objects.filter(kind=DIGEST_EMAIL).order_by("pk"))
-
-
-def faults(*, error_rate=0.0, poison="") -> None:
-    email_faults_set(latency_ms=0, error_rate=error_rate, poison_recipient=poison)
 
 
 def test_the_digest_lists_each_new_dead_letter_once(mailoutbox):
@@ -72,30 +67,29 @@ def test_the_digest_is_one_email_row_per_recipient_written_with_its_notices(djan
     ]
 
 
-def test_a_digest_whose_email_fails_keeps_its_entries_and_sends_them_on_retry(mailoutbox):
+def test_a_digest_whose_email_fails_keeps_its_entries_and_sends_them_on_retry(smtp):
     order = place_order((ProductFactory(), 1)).order
     kill(FollowUp.objects.get(key=f"order:{order.pk}:invoice"), "ValueError: bad font")
-    faults(error_rate=1.0)  # the mail server answers 451 to everything
+    smtp.refuse_next("451 4.3.0 Try again later")  # the mail server is busy
 
     tasks.dead_letter_digest_task(period="2030-05-04T12:00")
     (digest,) = follow_ups_run(kind=DIGEST_EMAIL)
-    assert digest.status == "retrying" and mailoutbox == []
+    assert digest.status == "retrying" and smtp.messages == []
     tasks.dead_letter_digest_task(period="2030-05-04T13:00")  # already listed: no second digest
     assert len(digests()) == 1
 
-    faults()  # the mail server is back
     with time_machine.travel(timezone.now() + timedelta(minutes=10)):  # the retry is due
         (digest,) = follow_ups_run(kind=DIGEST_EMAIL)
 
     assert digest.status == "succeeded"
-    (email,) = mailoutbox
-    assert order.number in email.body and "bad font" in email.body
+    (email,) = smtp.messages
+    assert order.number in email["body"] and "bad font" in email["body"]
 
 
-def test_a_dead_digest_is_never_listed_in_a_digest_and_a_replay_sends_it(mailoutbox):
+def test_a_dead_digest_is_never_listed_in_a_digest_and_a_replay_sends_it(smtp):
     order = place_order((ProductFactory(), 1)).order
     kill(FollowUp.objects.get(key=f"order:{order.pk}:invoice"), "ValueError: bad font")
-    faults(poison="ops@example.com")  # 550 for good
+    smtp.refuse_recipient("ops@example.com")  # 550 for good
 
     tasks.dead_letter_digest_task(period="2030-05-04T12:00")
     (digest,) = follow_ups_run(kind=DIGEST_EMAIL)
@@ -103,13 +97,13 @@ def test_a_dead_digest_is_never_listed_in_a_digest_and_a_replay_sends_it(mailout
     result = tasks.dead_letter_digest_task(period="2030-05-04T13:00")
     assert result["dead_letters"] == 0 and len(digests()) == 1
 
-    faults()
+    smtp.clear()  # the address works again
     follow_up_replay(follow_up_ids=[digest.pk])
     (digest,) = follow_ups_run(kind=DIGEST_EMAIL)
 
     assert digest.status == "succeeded"
-    (email,) = mailoutbox
-    assert order.number in email.body
+    (email,) = smtp.messages
+    assert order.number in email["body"]
 
 
 def test_dead_letters_past_the_chunk_size_are_listed_in_one_digest_per_chunk(settings):

@@ -10,11 +10,11 @@ from django.contrib.auth import get_user_model
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
-from config.beat import LEASE_NAME
 from config.schedules import SCHEDULES
 from follow_ups.relay import LEASE_NAME as RELAY_LEASE_NAME
-from orders.jobs import schedules_sync
-from orders.models import BeatLease, JobRun
+from scheduling.beat import LEASE_NAME
+from scheduling.models import JobRun, Lease
+from scheduling.services import schedules_sync
 from tests.factories import ProductFactory
 from tests.processes import BIN, Process, wait_until
 
@@ -70,9 +70,9 @@ def test_two_beats_send_each_period_once_and_a_standby_takes_over(
         assert len(senders) == 1, "both beats sent jobs while both were alive"
         leader = senders[0]
         standby = second if leader is first else first
-        assert BeatLease.objects.get(name=LEASE_NAME).holder.split(":")[1] == str(leader.popen.pid)
+        assert Lease.objects.get(name=LEASE_NAME).holder.split(":")[1] == str(leader.popen.pid)
         # The relay holds a lease of its own in the same table: neither takes the other's.
-        relay_lease = BeatLease.objects.get(name=RELAY_LEASE_NAME)
+        relay_lease = Lease.objects.get(name=RELAY_LEASE_NAME)
         assert relay_lease.holder.split(":")[1] == str(live_relay.popen.pid)
 
         os.killpg(leader.popen.pid, signal.SIGKILL)  # a crash: the lease is not released

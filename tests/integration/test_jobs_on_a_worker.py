@@ -14,7 +14,8 @@ from django_celery_results.models import TaskResult
 
 from follow_ups.models import FollowUp, RelayState
 from orders import recurring, tasks
-from orders.models import AbandonedCart, JobRun
+from orders.models import AbandonedCart
+from scheduling.models import JobRun
 from tests.factories import ProductFactory
 from tests.processes import start_relay, wait_until
 

@@ -1,8 +1,9 @@
-"""Bookkeeping for recurring jobs: the beat lease, run-once-per-period records, schedule sync.
+"""Bookkeeping for background work on a schedule: named leases, run-once-per-period records,
+schedule sync.
 
-It lives in ``orders`` because the run records are shown beside the orders in the admin and the
-jobs are the shop's; it knows nothing of what a job does. ``config.beat`` (the scheduler) and the
-tasks call in here.
+It knows nothing of what a job does. ``scheduling.beat`` (the scheduler) takes the ``celery-beat``
+lease, the relay (``follow_ups.relay``) the ``follow-up-relay`` one, and the recurring job tasks
+run their work through ``job_run``.
 """
 
 import hashlib
@@ -17,19 +18,21 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from orders.models import BeatLease, JobRun, ScheduleSync
+from scheduling.models import JobRun, Lease, ScheduleSync
 
 logger = logging.getLogger(__name__)
 
-# Longer than any job's hard time limit (orders/tasks.py): a run still "running" after this is dead.
+# Longer than any job's hard time limit: a run still "running" after this is dead.
 STALE_RUN = timedelta(minutes=15)
 
 
-# --- The lease: only one beat ticks ---------------------------------------------------------------
+# --- Leases: one holder at a time ----------------------------------------------------------------
 
 
-def beat_lease_acquire(*, name: str, holder: str, ttl_seconds: float) -> bool:
-    """Take or renew the lease; ``False`` while another live holder has it.
+def lease_acquire(*, name: str, holder: str, ttl_seconds: float) -> bool:
+    """Take or renew the lease ``name`` for ``holder``; ``False`` while another live holder has it.
+
+    A holder that stops renewing (its process died) loses it ``ttl_seconds`` after its last renewal.
 
     The conditional UPDATE is the lock: a holder renews its own row, anyone may take an expired one,
     and of two beats racing for an expired row exactly one update matches.
@@ -38,7 +41,7 @@ def beat_lease_acquire(*, name: str, holder: str, ttl_seconds: float) -> bool:
     expires_at = now + timedelta(seconds=ttl_seconds)
     with transaction.atomic():
         taken = (
-            BeatLease.objects.filter(name=name)
+            Lease.objects.filter(name=name)
             .filter(Q(holder=holder) | Q(expires_at__lt=now))
             .update(
                 acquired_at=Case(When(holder=holder, then=F("acquired_at")), default=Value(now)),
@@ -50,17 +53,15 @@ def beat_lease_acquire(*, name: str, holder: str, ttl_seconds: float) -> bool:
         return True
     try:
         with transaction.atomic():
-            BeatLease.objects.create(
-                name=name, holder=holder, expires_at=expires_at, acquired_at=now
-            )
+            Lease.objects.create(name=name, holder=holder, expires_at=expires_at, acquired_at=now)
     except IntegrityError:  # the row exists and someone else holds it
         return False
     return True
 
 
-def beat_lease_release(*, name: str, holder: str) -> None:
-    """Give the lease up at shutdown, so a standby beat takes over without waiting for expiry."""
-    BeatLease.objects.filter(name=name, holder=holder).update(expires_at=timezone.now())
+def lease_release(*, name: str, holder: str) -> None:
+    """Give the lease up at shutdown, so a standby takes over without waiting for it to lapse."""
+    Lease.objects.filter(name=name, holder=holder).update(expires_at=timezone.now())
 
 
 # --- Run records: each period once ----------------------------------------------------------------

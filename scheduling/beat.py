@@ -1,9 +1,10 @@
 """The beat scheduler: django-celery-beat's ``DatabaseScheduler`` that ticks only while it holds
 the lease, and stamps each job it sends with the period it fired for.
 
-Two beats started by mistake: one holds the lease (a row in ``orders.BeatLease``, renewed every
-tick) and sends; the other waits and takes over when the lease expires. If both ever sent the same
-job (a takeover right at a due time), the period stamp lets ``orders.jobs.job_run`` run it once.
+Two beats started by mistake: one holds the lease (a ``scheduling.Lease`` row, renewed every tick)
+and sends; the other waits and takes over when the lease expires. If both ever sent the same job (a
+takeover right at a due time), the period stamp lets ``scheduling.services.job_run`` run it once.
+The schedules come from ``settings.SCHEDULES`` (declared in ``config/schedules.py``).
 """
 
 import logging
@@ -16,12 +17,15 @@ from celery import schedules
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from config.schedules import RUN_KEY_TASKS, SCHEDULES
-from orders import jobs
+from scheduling import services
 
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "celery-beat"
+
+
+def run_key_tasks() -> set[str]:
+    return {schedule.task for schedule in settings.SCHEDULES if schedule.run_key}
 
 
 def period_for(entry_schedule, now: datetime) -> str:
@@ -45,7 +49,7 @@ class LeasedDatabaseScheduler(DatabaseScheduler):
 
     def tick(self, *args, **kwargs):
         try:
-            held = jobs.beat_lease_acquire(
+            held = services.lease_acquire(
                 name=LEASE_NAME, holder=self.lease_holder, ttl_seconds=settings.BEAT_LEASE_SECONDS
             )
         except Exception:  # the database is away: tick nothing, try again soon
@@ -60,7 +64,7 @@ class LeasedDatabaseScheduler(DatabaseScheduler):
             logger.info("beat holds the lease as %s", self.lease_holder)
             # The schedules in code exist in the tables whoever set up this database (admin
             # edits are kept: the sync only rewrites rows it wrote itself).
-            report = jobs.schedules_sync(schedules=SCHEDULES)
+            report = services.schedules_sync(schedules=settings.SCHEDULES)
             if report.kept_admin_edits:
                 logger.info("beat kept schedules edited in the admin: %s", report.kept_admin_edits)
             # Read the schedule afresh: the previous holder has moved last_run_at on since.
@@ -70,7 +74,7 @@ class LeasedDatabaseScheduler(DatabaseScheduler):
         return super().tick(*args, **kwargs)
 
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
-        if entry.task in RUN_KEY_TASKS:
+        if entry.task in run_key_tasks():
             entry.kwargs = {
                 **(entry.kwargs or {}),
                 "period": period_for(entry.schedule, datetime.now(UTC)),
@@ -80,7 +84,7 @@ class LeasedDatabaseScheduler(DatabaseScheduler):
     def close(self):
         if self.lease_held:
             try:
-                jobs.beat_lease_release(name=LEASE_NAME, holder=self.lease_holder)
+                services.lease_release(name=LEASE_NAME, holder=self.lease_holder)
             except Exception:
                 logger.warning("beat could not release the lease", exc_info=True)
         super().close()

@@ -34,7 +34,7 @@ def alerts_copy_forward(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orders", "0005_follow_ups_move_to_their_app"),
+        ("orders", "0004_follow_ups_move_to_their_app"),
         ("shop", "0002_low_stock_alert_moves_here"),
     ]
 

@@ -1,9 +1,10 @@
-"""``manage.py sync_schedules``: write config/schedules.py to the beat tables (idempotent)."""
+"""``manage.py sync_schedules``: write the project's schedules (``settings.SCHEDULES``, declared in
+config/schedules.py) to the beat tables (idempotent)."""
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from config.schedules import SCHEDULES
-from orders.jobs import schedules_sync
+from scheduling.services import schedules_sync
 
 
 class Command(BaseCommand):
@@ -17,7 +18,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, force: bool = False, **options):
-        report = schedules_sync(schedules=SCHEDULES, force=force)
+        report = schedules_sync(schedules=settings.SCHEDULES, force=force)
         for label, names in [
             ("created", report.created),
             ("updated", report.updated),

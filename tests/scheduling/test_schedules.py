@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from config.schedules import SCHEDULES, Schedule
-from orders.jobs import job_run, schedules_sync
+from scheduling.services import job_run, schedules_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -140,14 +140,18 @@ def test_a_row_written_before_the_first_sync_is_adopted_and_updated():
     assert (sample.queue, sample.interval.every) == ("critical", 30)
 
 
-def test_periodic_tasks_and_job_runs_are_shown_in_the_admin(admin_client):
+def test_periodic_tasks_and_job_runs_are_shown_in_the_admin_with_their_errors(admin_client):
     sync()
     job_run(job="cleanup", period="2030-05-04T12:07:00+00:00", work=lambda: {"sessions": 3})
+    with pytest.raises(ValueError):
+        job_run(job="cleanup", period="2030-05-04T13:07:00+00:00", work=lambda: int("x"))
 
-    runs = admin_client.get("/admin/orders/jobrun/")
+    runs = admin_client.get("/admin/scheduling/jobrun/")
     assert runs.status_code == 200
     assert b"2030-05-04T12:07:00+00:00" in runs.content and b"succeeded" in runs.content
+    assert b"ValueError: invalid literal for int()" in runs.content
     assert admin_client.get("/admin/django_celery_beat/periodictask/").status_code == 200
-    for model in ["beatlease", "salesreport", "ordershipment", "abandonedcart"]:
+    assert admin_client.get("/admin/scheduling/lease/").status_code == 200
+    for model in ["salesreport", "ordershipment", "abandonedcart"]:
         assert admin_client.get(f"/admin/orders/{model}/").status_code == 200
     assert admin_client.get("/admin/shop/lowstockalert/").status_code == 200
