@@ -229,7 +229,7 @@ class Stack:
             [
                 str(BIN / "python"),
                 "-m",
-                "orders.warehouse_simulator",
+                "devtools.warehouse_simulator",
                 "--port",
                 str(warehouse_port),
                 "--database",

@@ -177,7 +177,7 @@ def start_warehouse(
         [
             str(BIN / "python"),
             "-m",
-            "orders.warehouse_simulator",
+            "devtools.warehouse_simulator",
             "--port",
             str(port),
             "--database",

@@ -4,7 +4,7 @@ order, a page at a time, never past a shipment that has not shipped yet."""
 import pytest
 
 from orders import warehouse as warehouse_client
-from orders.warehouse_simulator import Warehouse
+from devtools.warehouse_simulator import Warehouse
 
 
 @pytest.fixture

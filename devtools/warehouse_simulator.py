@@ -1,4 +1,4 @@
-"""A stand-in for the warehouse's HTTP API, run as its own process: ``python -m orders.warehouse_simulator``.
+"""A stand-in for the warehouse's HTTP API, run as its own process: ``python -m devtools.warehouse_simulator``.
 
 It keeps shipments in a small SQLite file and honours ``Idempotency-Key``: the same key returns the
 same shipment (200) instead of creating a second one (201). Latency and failure rate are set with
