@@ -134,8 +134,15 @@ def follow_ups_create_for_due(
     return DueReport(items=items, follow_ups=created, chunks=chunks)
 
 
+# One immediate second try on a fresh connection: a pooled connection the broker closed (a restart,
+# a network blip) fails once with "connection reset" while the broker is fine. A broker that is
+# really away fails both at once (connection refused) and the relay repairs it later.
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0}
+
+
 def follow_up_send(follow_up: FollowUp, *, producer=None) -> None:
-    """Publish the follow-up's message once, without retrying: a failure is the relay's to repair.
+    """Publish the follow-up's message, without waiting for the broker: a failure is the relay's to
+    repair.
 
     Flower shows the row id, kind and label of each task (``argsrepr``), not a bare number.
     """
@@ -144,7 +151,8 @@ def follow_up_send(follow_up: FollowUp, *, producer=None) -> None:
         RUN_TASK_NAME,
         args=[follow_up.pk],
         queue=kind.queue,
-        retry=False,
+        retry=True,
+        retry_policy=PUBLISH_RETRY_POLICY,
         producer=producer,
         argsrepr=f"[{follow_up.pk}] {follow_up.kind} {follow_up.label}".rstrip(),
     )

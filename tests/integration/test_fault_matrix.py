@@ -371,3 +371,32 @@ def test_a_backlog_older_than_every_window_is_not_republished(
     stack.start_worker()
     wait_all_ready(order_ids, timeout=90)
     assert_one_effect_each(order_ids, smtp_server, warehouse)
+
+
+# --- 7. The SMTP 250 delayed past the client's timeout -------------------------------------------
+
+
+def test_an_smtp_reply_delayed_past_the_timeout_is_held_not_sent_again(
+    live_worker, live_relay, smtp_server, settings
+):
+    # The server keeps the message, then answers 250 only after the client gave up waiting.
+    smtp_server.delay_next_reply(settings.EMAIL_TIMEOUT + 5)
+    order = place_order((ProductFactory(), 1)).order
+    confirmation = follow_ups_of([order.pk]).get(kind=CONFIRMATION_EMAIL)
+
+    held = wait_until(
+        lambda: FollowUp.objects.filter(pk=confirmation.pk, status="retrying").first(),
+        timeout=settings.EMAIL_TIMEOUT + 20,
+        message="the email attempt to time out",
+    )
+    delivery = EmailDelivery.objects.get(purpose_key=f"order-{order.pk}-confirmation")
+    assert delivery.status == EmailDelivery.Status.UNKNOWN
+    # Held for the production hold (15 minutes), not retried on the engine's short backoff.
+    hold = (held.next_attempt_at - timezone.now()).total_seconds()
+    assert settings.EMAIL_UNKNOWN_HOLD_SECONDS - 60 < hold <= settings.EMAIL_UNKNOWN_HOLD_SECONDS
+    # The relay ticks on; nothing is sent again before the hold is over.
+    time.sleep(settings.FOLLOW_UP_LOST_CHECK_SECONDS * 2 + 1)
+    assert [m["message_id"].strip() for m in smtp_server.confirmations(order.number)] == [
+        delivery.message_id
+    ]
+    assert FollowUp.objects.get(pk=confirmation.pk).status == "retrying"
