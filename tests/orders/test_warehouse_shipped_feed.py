@@ -3,8 +3,8 @@ order, a page at a time, never past a shipment that has not shipped yet."""
 
 import pytest
 
-from orders import warehouse as warehouse_client
 from devtools.warehouse_simulator import Warehouse
+from orders import warehouse as warehouse_client
 
 
 @pytest.fixture
