@@ -89,6 +89,9 @@ class PrivateStack:
             self.redis.process.stop()
 
 
+# The private-stack cases bring their own broker (a private Redis), so the suite's broker does not
+# matter to them: they run once per CI, in the PostgreSQL + RabbitMQ pass, on PostgreSQL (the
+# production database; SQLite is the one-process development default).
 @pytest.fixture
 def private_stack(transactional_db, worker_env, process_log_dir, smtp_server, warehouse):
     smtp_server.clear()
@@ -206,6 +209,8 @@ def test_a_broker_connection_closed_mid_email_sends_one_email(live_worker, smtp_
 # --- 2. The broker killed and restarted empty during checkouts ---------------------------------
 
 
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
 def test_the_broker_killed_and_restarted_empty_during_checkouts_loses_nothing(
     private_stack, smtp_server, warehouse
 ):
@@ -236,6 +241,8 @@ def test_the_broker_killed_and_restarted_empty_during_checkouts_loses_nothing(
 ORDERS_UNDER_FIRE = 200
 
 
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
 def test_worker_children_sigkilled_every_half_second_lose_nothing_and_repeat_nothing(
     private_stack, smtp_server, warehouse
 ):
@@ -303,6 +310,8 @@ def test_worker_children_sigkilled_every_half_second_lose_nothing_and_repeat_not
 # --- 4. A follow-up whose worker is killed on every attempt --------------------------------------
 
 
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
 def test_a_follow_up_whose_worker_is_killed_on_every_attempt_is_dead_after_the_limit(
     private_stack, smtp_server, warehouse
 ):
@@ -350,6 +359,8 @@ def test_a_follow_up_whose_worker_is_killed_on_every_attempt_is_dead_after_the_l
 # --- 6. A backlog older than every re-publish window ---------------------------------------------
 
 
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
 def test_a_backlog_older_than_every_window_is_not_republished(
     private_stack, smtp_server, warehouse
 ):
