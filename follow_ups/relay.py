@@ -20,7 +20,6 @@ repairs.
 import json
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -209,19 +208,34 @@ class _Wakeups:
         self.stop = stop
         self.listener = None
 
+    def listen(self) -> None:
+        """Start listening (before the first tick, so no notification falls between the two)."""
+        if connection.vendor != "postgresql" or self.listener is not None:
+            return
+        try:
+            self.listener = connection.get_new_connection(connection.get_connection_params())
+            self.listener.autocommit = True
+            self.listener.execute(f"LISTEN {services.RELAY_CHANNEL}")
+        except Exception:
+            logger.warning("relay could not LISTEN; polling", exc_info=True)
+            self.close()
+
     def wait(self, seconds: float) -> list[int]:
         if connection.vendor != "postgresql":
             self.stop.wait(seconds)
             return []
+        self.listen()
+        if self.listener is None:
+            self.stop.wait(seconds)
+            return []
         try:
-            if self.listener is None:
-                self.listener = connection.get_new_connection(connection.get_connection_params())
-                self.listener.autocommit = True
-                self.listener.execute(f"LISTEN {services.RELAY_CHANNEL}")
             ids: list[int] = []
-            ready, _, _ = select.select([self.listener.fileno()], [], [], seconds)
-            if ready:
-                for notify in self.listener.notifies(timeout=0.05):
+            # The first notification (or the interval) ends the wait; any others already here
+            # come along.
+            for notify in self.listener.notifies(timeout=seconds, stop_after=1):
+                ids.extend(json.loads(notify.payload))
+            if ids:
+                for notify in self.listener.notifies(timeout=0):
                     ids.extend(json.loads(notify.payload))
             return ids
         except Exception:
@@ -248,6 +262,7 @@ def relay_run(*, stop: threading.Event, holder: str | None = None) -> None:
     woken: list[int] = []
     holding: bool | None = None  # not yet known: the first answer is always logged
     logger.info("relay %s starting", holder)
+    wakeups.listen()
     try:
         while not stop.is_set():
             try:
