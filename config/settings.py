@@ -141,6 +141,11 @@ EMAIL_RECORD_SENT_PATIENCE_SECONDS = float(
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Celery Shop <shop@example.com>")
 
 # --- Shop integrations ----------------------------------------------------------------------------
+# The payment gateway (orders.payments). The demo's is simulated; a real one has the same methods.
+PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "devtools.payment_gateway.SimulatedGateway")
+# A charge whose order has not committed this long after the attempt was written is voided by the
+# engine (the checkout request crashed or hung). Failures the request sees void at once.
+PAYMENT_VOID_AFTER_SECONDS = int(os.environ.get("PAYMENT_VOID_AFTER_SECONDS", "60"))
 WAREHOUSE_URL = os.environ.get("WAREHOUSE_URL", "http://127.0.0.1:8001").rstrip("/")
 WAREHOUSE_TIMEOUT_SECONDS = float(os.environ.get("WAREHOUSE_TIMEOUT_SECONDS", "5"))
 # --- The follow-up engine (follow_ups/; docs/reliability.md) ------------------------------------

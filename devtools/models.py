@@ -40,3 +40,39 @@ class WarehouseFaults(models.Model):
         return (
             f"warehouse: {self.latency_ms} ms, {self.failure_rate:.0%} errors, outage={self.outage}"
         )
+
+
+class SimulatedCharge(models.Model):
+    """The simulated payment gateway's own ledger (``devtools.payment_gateway``): what a real
+    gateway's dashboard would list. Written outside the shop's transactions, like a real charge."""
+
+    class Status(models.TextChoices):
+        CHARGED = "charged"
+        VOIDED = "voided"
+
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    reference = models.CharField(max_length=64, unique=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CHARGED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.amount} ({self.status})"
+
+
+class PaymentFaults(models.Model):
+    """One row: faults of the simulated gateway. ``lose_answers``: that many next charges are made
+    and then answered with an error, as when the connection drops after the gateway charged;
+    ``answer_delay_ms``: the charge is made, then the answer waits (a crash in that window leaves a
+    charge and no order)."""
+
+    lose_answers = models.PositiveIntegerField(default=0)
+    answer_delay_ms = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "payment faults"
+
+    def __str__(self) -> str:
+        return f"payments: lose {self.lose_answers} answers, {self.answer_delay_ms} ms delay"

@@ -131,13 +131,16 @@ def _recover_lapsed(now) -> int:
 
 def _owed(now, woken_ids: list[int]) -> Q:
     grace = timedelta(seconds=settings.FOLLOW_UP_RELAY_GRACE_SECONDS)
-    never_published = Q(status=FollowUp.Status.PENDING, published_at__isnull=True) & (
-        Q(created_at__lt=now - grace) | Q(pk__in=woken_ids) | Q(started_at__isnull=False)
+    never_published = Q(
+        status=FollowUp.Status.PENDING, published_at__isnull=True, next_attempt_at__isnull=True
+    ) & (Q(created_at__lt=now - grace) | Q(pk__in=woken_ids) | Q(started_at__isnull=False))
+    # A retry, or a follow-up created to wait (``not_before``), once it is due.
+    due = Q(
+        status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING],
+        published_at__isnull=True,
+        next_attempt_at__lte=now,
     )
-    retry_due = Q(
-        status=FollowUp.Status.RETRYING, published_at__isnull=True, next_attempt_at__lte=now
-    )
-    return never_published | retry_due
+    return never_published | due
 
 
 def _publish_owed(now, woken_ids: list[int]) -> tuple[int, int]:
@@ -176,8 +179,12 @@ def _publish(rows) -> tuple[int, int]:
 def _lag_seconds(now) -> float:
     """Age of the oldest row owed to the broker: what the relay is behind by."""
     oldest = FollowUp.objects.filter(
-        Q(status=FollowUp.Status.PENDING, published_at__isnull=True)
-        | Q(status=FollowUp.Status.RETRYING, published_at__isnull=True, next_attempt_at__lte=now)
+        Q(status=FollowUp.Status.PENDING, published_at__isnull=True, next_attempt_at__isnull=True)
+        | Q(
+            status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING],
+            published_at__isnull=True,
+            next_attempt_at__lte=now,
+        )
     ).aggregate(created=Min("created_at"))["created"]
     return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
@@ -54,6 +54,9 @@ class NewFollowUp:
     subject: str = ""
     label: str = ""
     payload: dict | None = None
+    # A follow-up that may not start before this time (a charge to void unless its order commits):
+    # it waits in the database, unpublished, and the relay hands it over once it is due.
+    not_before: datetime | None = None
 
 
 # --- Creating and publishing: the outbox side -----------------------------------------------------
@@ -78,18 +81,52 @@ def follow_ups_create(*, follow_ups: Iterable[NewFollowUp]) -> list[FollowUp]:
             subject=new.subject,
             label=new.label,
             payload=new.payload or {},
+            next_attempt_at=new.not_before,
         )
         for new in wanted
         if new.key not in existing
     ]
     created = FollowUp.objects.bulk_create(rows, ignore_conflicts=True)
-    if connection.features.can_return_rows_from_bulk_insert and all(r.pk for r in created):
-        follow_ups_publish_after_commit(created)
-        return created
-    # SQLite with ignore_conflicts returns no ids: read back what this transaction wrote.
-    created = list(FollowUp.objects.filter(key__in=[row.key for row in rows], published_at=None))
-    follow_ups_publish_after_commit(created)
+    if not (connection.features.can_return_rows_from_bulk_insert and all(r.pk for r in created)):
+        # SQLite with ignore_conflicts returns no ids: read back what this transaction wrote.
+        created = list(
+            FollowUp.objects.filter(key__in=[row.key for row in rows], published_at=None)
+        )
+    follow_ups_publish_after_commit([row for row in created if row.next_attempt_at is None])
     return created
+
+
+def follow_ups_set_aside(*, keys: list[str], reason: str) -> int:
+    """Settle follow-ups that are no longer needed before they started (a charge's void once its
+    order committed): pending rows become succeeded with ``{"not_needed": reason}``, in the
+    caller's transaction. A row that started already is left to finish; returns how many were set
+    aside."""
+    now = timezone.now()
+    return FollowUp.objects.filter(
+        key__in=keys, status=FollowUp.Status.PENDING, started_at__isnull=True
+    ).update(
+        status=FollowUp.Status.SUCCEEDED,
+        result={"not_needed": reason},
+        next_attempt_at=None,
+        finished_at=now,
+        updated_at=now,
+    )
+
+
+def follow_ups_bring_forward(*, keys: list[str]) -> int:
+    """Make waiting follow-ups due now and publish them after commit (a charge whose order just
+    failed is voided at once, not when its safety delay ends). Returns how many."""
+    now = timezone.now()
+    rows = list(
+        FollowUp.objects.filter(
+            key__in=keys, status=FollowUp.Status.PENDING, published_at__isnull=True
+        )
+    )
+    FollowUp.objects.filter(pk__in=[row.pk for row in rows]).update(
+        next_attempt_at=None, updated_at=now
+    )
+    follow_ups_publish_after_commit(rows)
+    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -193,6 +230,9 @@ def follow_ups_publish_after_commit(follow_ups: Iterable[FollowUp]) -> None:
     One callback per follow-up, so one failed publish cannot stop the others, then one callback
     that marks those handed over in a single UPDATE and tells the relay about the rest.
     """
+    follow_ups = list(follow_ups)
+    if not follow_ups:
+        return
     handed_over: list[int] = []
     left_over: list[int] = []
     for follow_up in follow_ups:
@@ -306,9 +346,7 @@ def follow_up_claim(*, follow_up_id: int) -> Claim | None:
 
 
 def _claimable(follow_up: FollowUp, now) -> bool:
-    if follow_up.status == FollowUp.Status.PENDING:
-        return True
-    if follow_up.status == FollowUp.Status.RETRYING:
+    if follow_up.status in (FollowUp.Status.PENDING, FollowUp.Status.RETRYING):
         # A little early is fine: the relay publishes on its clock, the worker claims on its own.
         due = follow_up.next_attempt_at
         return due is None or due <= now + timedelta(seconds=CLOCK_TOLERANCE_SECONDS)

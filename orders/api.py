@@ -135,6 +135,11 @@ def order_create(
         return Status(402, {"detail": exc.message, "code": exc.code})
     except services.OutOfStock as exc:
         return Status(409, {"detail": str(exc), "code": "out_of_stock"})
+    except services.PriceChanged as exc:
+        return Status(409, {"detail": str(exc), "code": "price_changed"})
+    except services.ChargeVoided as exc:
+        # The charge is being voided and nothing was saved: the same request may be sent again.
+        return Status(503, {"detail": str(exc), "code": "charge_voided"})
     except services.UnknownProducts as exc:
         skus = set(exc.skus)
         errors = [

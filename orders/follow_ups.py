@@ -11,7 +11,8 @@ from follow_ups.registry import Kind, register
 from notifications.services import EmailTemporaryFailure
 from orders import recurring, services
 from orders.models import Order
-from orders.services import CONFIRMATION_EMAIL, INVOICE, WAREHOUSE_SYNC
+from orders.payments import PaymentUnknown
+from orders.services import CONFIRMATION_EMAIL, INVOICE, PAYMENT_VOID, WAREHOUSE_SYNC
 from orders.warehouse import WarehouseUnavailable
 
 
@@ -44,6 +45,17 @@ def register_kinds() -> None:
             label="Invoice",
             queue="bulk",
             perform=lambda follow_up: services.invoice_create(order=_order_of(follow_up)),
+        )
+    )
+    register(
+        Kind(
+            name=PAYMENT_VOID,
+            label="Payment void",
+            queue="critical",
+            perform=lambda follow_up: services.payment_void(
+                attempt_id=follow_up.subject.removeprefix("payment:")
+            ),
+            transient=(PaymentUnknown, OSError),
         )
     )
     for name, label, queue, perform in [

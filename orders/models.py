@@ -159,3 +159,39 @@ class AbandonedCart(models.Model):
 
     def __str__(self) -> str:
         return f"Cart of {self.email}"
+
+
+class PaymentAttempt(models.Model):
+    """One charge the shop asked the gateway for, written (and committed) before the charge.
+
+    The charge runs outside every row lock and transaction; the order is saved afterwards in its
+    own transaction, which attaches it here. An attempt whose order did not commit is voided by its
+    ``payment_void`` follow-up, written with this row: a charge never outlives its order unseen.
+    The gateway's idempotency key is this row's id, so a repeated charge or void is one at the gateway.
+    """
+
+    class Status(models.TextChoices):
+        STARTED = "started"  # the row is committed; the charge may or may not have happened
+        CHARGED = "charged"
+        DECLINED = "declined"
+        ATTACHED = "attached"  # the order committed with this charge
+        VOIDED = "voided"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    checkout_key = models.CharField(max_length=255, blank=True, db_index=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    card_last4 = models.CharField(max_length=4)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTED)
+    reference = models.CharField(max_length=64, blank=True)  # the gateway's charge id
+    order = models.OneToOneField(
+        Order, null=True, blank=True, on_delete=models.PROTECT, related_name="payment_attempt"
+    )
+    failure = models.CharField(max_length=300, blank=True)  # why the order did not commit
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.amount} on •••• {self.card_last4} ({self.status})"

@@ -1,13 +1,12 @@
-"""A simulated payment gateway with the familiar test cards, so checkout has a real refusal path."""
+"""The shop's side of the payment gateway (``settings.PAYMENT_GATEWAY``; the demo's is
+``devtools.payment_gateway.SimulatedGateway``). Charges and voids carry an idempotency key, so a
+repeat is one operation at the gateway."""
 
-import hashlib
 from decimal import Decimal
+from functools import cache
 
-TEST_CARDS = {
-    "4242424242424242": ("Succeeds", None),
-    "4000000000000002": ("Declined", "card_declined"),
-    "4000000000009995": ("Insufficient funds", "insufficient_funds"),
-}
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 
 class PaymentRefused(Exception):
@@ -17,17 +16,33 @@ class PaymentRefused(Exception):
         self.message = message
 
 
-def payment_charge(*, card_number: str, amount: Decimal, idempotency_key: str) -> str:
-    """Charge the card and return the payment reference; raise ``PaymentRefused`` if refused.
+class PaymentUnknown(Exception):
+    """The gateway did not say whether it charged: treat the charge as made, and void it."""
 
-    Like a real gateway, the same idempotency key returns the same charge instead of a second one.
-    """
-    if card_number not in TEST_CARDS:
-        raise PaymentRefused("card_declined", "This card was declined. Use one of the test cards.")
-    _, refusal = TEST_CARDS[card_number]
-    if refusal == "card_declined":
-        raise PaymentRefused("card_declined", "Your card was declined.")
-    if refusal == "insufficient_funds":
-        raise PaymentRefused("insufficient_funds", "Your card has insufficient funds.")
-    digest = hashlib.sha256(f"{idempotency_key}:{amount}".encode()).hexdigest()
-    return f"pay_{digest[:24]}"
+
+@cache
+def _gateway():
+    return import_string(settings.PAYMENT_GATEWAY)()
+
+
+def payment_test_cards() -> dict[str, tuple[str, str | None]]:
+    return _gateway().test_cards
+
+
+def payment_charge(*, card_number: str, amount: Decimal, idempotency_key: str) -> str:
+    """Charge the card and return the payment reference; raise ``PaymentRefused`` if refused,
+    ``PaymentUnknown`` if the gateway gave no answer."""
+    gateway = _gateway()
+    try:
+        return gateway.charge(
+            card_number=card_number, amount=amount, idempotency_key=idempotency_key
+        )
+    except gateway.Declined as exc:
+        raise PaymentRefused(exc.code, exc.message) from None
+    except (gateway.NoAnswer, OSError) as exc:
+        raise PaymentUnknown(str(exc)) from exc
+
+
+def payment_void(*, idempotency_key: str) -> str | None:
+    """Void the charge made with this key, if one was made; returns its reference or ``None``."""
+    return _gateway().void(idempotency_key=idempotency_key)

@@ -5,19 +5,26 @@ import json
 import logging
 import secrets
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from follow_ups.models import FollowUp
-from follow_ups.services import NewFollowUp, follow_ups_create
+from follow_ups.services import (
+    NewFollowUp,
+    follow_ups_bring_forward,
+    follow_ups_create,
+    follow_ups_set_aside,
+)
 from notifications.services import email_send
-from orders import warehouse
+from orders import payments, warehouse
 from orders.invoices import invoice_pdf
-from orders.models import CheckoutRequest, Invoice, Order, OrderLine
-from orders.payments import payment_charge
+from orders.models import CheckoutRequest, Invoice, Order, OrderLine, PaymentAttempt
+from orders.payments import PaymentRefused, PaymentUnknown, payment_charge
 from shop.models import Product
 
 logger = logging.getLogger(__name__)
@@ -78,6 +85,17 @@ class OutOfStock(CheckoutError):
         self.shortages = shortages
 
 
+class PriceChanged(CheckoutError):
+    def __init__(self):
+        super().__init__(
+            "A price in your cart changed while you were paying. Please check it again."
+        )
+
+
+class ChargeVoided(CheckoutError):
+    """The card was charged but the order could not be saved: the charge is being voided."""
+
+
 class IdempotencyKeyReused(CheckoutError):
     def __init__(self):
         super().__init__("This Idempotency-Key was already used for a different order.")
@@ -92,11 +110,21 @@ def order_place(
     card_number: str,
     idempotency_key: str | None = None,
 ) -> PlacedOrder:
-    """Charge the card and save the order, its lines and its follow-ups in one transaction.
+    """Charge the card, then save the order, its lines and its follow-ups in one transaction.
 
-    The follow-ups are published only after commit. A refusal (unknown product, stock, payment)
-    raises before anything is written. With an ``idempotency_key``, a repeat of the same request
-    returns the first order; the same key with a different request raises ``IdempotencyKeyReused``.
+    The way real shops complete a checkout (Saleor's ``complete_checkout`` is the model):
+
+    1. refusals that need no money (unknown product, stock) are answered before anything is written;
+    2. a ``PaymentAttempt`` is committed with a ``payment_void`` follow-up that waits
+       ``PAYMENT_VOID_AFTER_SECONDS``: from here on a charge cannot be lost;
+    3. the card is charged outside every transaction and row lock;
+    4. the order is saved in its own transaction, which attaches the attempt and sets the void aside.
+
+    If step 4 fails (stock sold meanwhile, a database error) the void is brought forward and the
+    caller gets ``ChargeVoided``; if the request dies there, the engine voids the charge when the
+    wait ends. A decline writes no order. The follow-ups are published only after commit. With an
+    ``idempotency_key``, a repeat of the same request returns the first order; the same key with a
+    different request raises ``IdempotencyKeyReused``.
     """
     quantities: dict[str, int] = {}
     for line in lines:
@@ -106,6 +134,24 @@ def order_place(
         earlier = _order_for_idempotency_key(idempotency_key, request_hash)
         if earlier is not None:
             return PlacedOrder(order=earlier, created=False)
+    products = _products_check(quantities, Product.objects.all())
+    total = _total(products, quantities)
+    attempt = payment_attempt_start(
+        checkout_key=idempotency_key or "", amount=total, card_number=card_number
+    )
+    try:
+        reference = payment_charge(
+            card_number=card_number, amount=total, idempotency_key=str(attempt.pk)
+        )
+    except PaymentRefused as exc:
+        payment_attempt_declined(attempt=attempt, code=exc.code)
+        raise
+    except PaymentUnknown as exc:
+        payment_attempt_abandon(attempt=attempt, failure=f"no answer from the gateway: {exc}")
+        raise ChargeVoided(
+            "We could not confirm your payment with the bank. Any charge has been cancelled; "
+            "please try again."
+        ) from exc
     try:
         with transaction.atomic():
             order, follow_ups = _order_create(
@@ -113,8 +159,9 @@ def order_place(
                 name=name,
                 address=address,
                 quantities=quantities,
-                card_number=card_number,
-                payment_key=idempotency_key or secrets.token_hex(16),
+                total=total,
+                attempt=attempt,
+                payment_reference=reference,
             )
             if idempotency_key:
                 CheckoutRequest.objects.create(
@@ -123,23 +170,21 @@ def order_place(
     except IntegrityError:
         # A concurrent request with the same key committed first: answer with its order.
         earlier = idempotency_key and _order_for_idempotency_key(idempotency_key, request_hash)
+        payment_attempt_abandon(attempt=attempt, failure="the same checkout committed first")
         if not earlier:
             raise
         return PlacedOrder(order=earlier, created=False)
+    except CheckoutError as exc:  # the stock or a price changed while the card was charged
+        payment_attempt_abandon(attempt=attempt, failure=str(exc))
+        raise
+    except BaseException as exc:
+        payment_attempt_abandon(attempt=attempt, failure=f"{type(exc).__name__}: {exc}")
+        raise
     return PlacedOrder(order=order, created=True, follow_ups=tuple(follow_ups))
 
 
-def _order_create(
-    *,
-    email: str,
-    name: str,
-    address: Address,
-    quantities: dict[str, int],
-    card_number: str,
-    payment_key: str,
-) -> tuple[Order, list[FollowUp]]:
-    # Lock rows in primary-key order so concurrent checkouts of overlapping carts cannot deadlock.
-    products = list(Product.objects.select_for_update().filter(sku__in=quantities).order_by("pk"))
+def _products_check(quantities: dict[str, int], products_qs) -> list[Product]:
+    products = list(products_qs.filter(sku__in=quantities).order_by("pk"))
     unknown = sorted(set(quantities) - {product.sku for product in products})
     if unknown:
         raise UnknownProducts(unknown)
@@ -150,11 +195,27 @@ def _order_create(
     ]
     if shortages:
         raise OutOfStock(shortages)
+    return products
 
-    total = sum((product.price * quantities[product.sku] for product in products), Decimal("0"))
-    payment_reference = payment_charge(
-        card_number=card_number, amount=total, idempotency_key=payment_key
-    )
+
+def _total(products: list[Product], quantities: dict[str, int]) -> Decimal:
+    return sum((product.price * quantities[product.sku] for product in products), Decimal("0"))
+
+
+def _order_create(
+    *,
+    email: str,
+    name: str,
+    address: Address,
+    quantities: dict[str, int],
+    total: Decimal,
+    attempt: PaymentAttempt,
+    payment_reference: str,
+) -> tuple[Order, list[FollowUp]]:
+    # Lock rows in primary-key order so concurrent checkouts of overlapping carts cannot deadlock.
+    products = _products_check(quantities, Product.objects.select_for_update())
+    if _total(products, quantities) != total:
+        raise PriceChanged()
     order = Order.objects.create(
         number=_order_number(),
         email=email,
@@ -166,6 +227,19 @@ def _order_create(
         total=total,
         payment_reference=payment_reference,
     )
+    # Compare-and-set: if the engine voided this charge meanwhile (the request hung past the
+    # wait), the order must not commit on a void charge.
+    attached = PaymentAttempt.objects.filter(
+        pk=attempt.pk, status=PaymentAttempt.Status.STARTED
+    ).update(
+        status=PaymentAttempt.Status.ATTACHED,
+        reference=payment_reference,
+        order=order,
+        updated_at=timezone.now(),
+    )
+    if not attached:
+        raise ChargeVoided("Your payment took too long and was cancelled; please try again.")
+    follow_ups_set_aside(keys=[payment_void_key(attempt)], reason=f"order {order.number} saved")
     OrderLine.objects.bulk_create(
         OrderLine(
             order=order,
@@ -183,6 +257,75 @@ def _order_create(
 
     follow_ups = follow_ups_create(follow_ups=order_follow_ups_new(order))
     return order, follow_ups
+
+
+# --- Payment attempts: a charge is never lost -----------------------------------------------------
+
+PAYMENT_VOID = "payment_void"
+
+
+def payment_void_key(attempt: PaymentAttempt) -> str:
+    return f"payment:{attempt.pk}:void"
+
+
+def payment_attempt_start(
+    *, checkout_key: str, amount: Decimal, card_number: str
+) -> PaymentAttempt:
+    """Commit the attempt and its waiting void before the card is charged."""
+    with transaction.atomic():
+        attempt = PaymentAttempt.objects.create(
+            checkout_key=checkout_key, amount=amount, card_last4=card_number[-4:]
+        )
+        follow_ups_create(
+            follow_ups=[
+                NewFollowUp(
+                    key=payment_void_key(attempt),
+                    kind=PAYMENT_VOID,
+                    subject=f"payment:{attempt.pk}",
+                    label=f"{amount} on •••• {attempt.card_last4}",
+                    not_before=timezone.now()
+                    + timedelta(seconds=settings.PAYMENT_VOID_AFTER_SECONDS),
+                )
+            ]
+        )
+    return attempt
+
+
+def payment_attempt_declined(*, attempt: PaymentAttempt, code: str) -> None:
+    """The gateway refused: no money moved, nothing to void."""
+    with transaction.atomic():
+        PaymentAttempt.objects.filter(pk=attempt.pk).update(
+            status=PaymentAttempt.Status.DECLINED, failure=code, updated_at=timezone.now()
+        )
+        follow_ups_set_aside(keys=[payment_void_key(attempt)], reason=f"declined: {code}")
+
+
+def payment_attempt_abandon(*, attempt: PaymentAttempt, failure: str) -> None:
+    """The order did not commit: void the charge now rather than when the wait ends. If this
+    write fails too, the waiting follow-up still voids it."""
+    try:
+        with transaction.atomic():
+            PaymentAttempt.objects.filter(
+                pk=attempt.pk, status=PaymentAttempt.Status.STARTED
+            ).update(failure=failure[:300], updated_at=timezone.now())
+            follow_ups_bring_forward(keys=[payment_void_key(attempt)])
+    except DatabaseError:
+        logger.exception("payment attempt %s: the void waits for its follow-up", attempt.pk)
+
+
+def payment_void(*, attempt_id) -> dict:
+    """The ``payment_void`` follow-up: void the charge unless its order committed.
+
+    Compare-and-set with ``_order_create``: of the order's commit and this void, one wins.
+    """
+    won = PaymentAttempt.objects.filter(pk=attempt_id, status=PaymentAttempt.Status.STARTED).update(
+        status=PaymentAttempt.Status.VOIDED, updated_at=timezone.now()
+    )
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if not won and attempt.status != PaymentAttempt.Status.VOIDED:
+        return {"voided": False, "status": attempt.status}
+    reference = payments.payment_void(idempotency_key=str(attempt.pk))
+    return {"voided": reference is not None, "reference": reference or ""}
 
 
 def order_subject(order_id) -> str:

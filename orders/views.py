@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from orders import recurring, selectors, services
 from orders.forms import CheckoutForm
-from orders.payments import TEST_CARDS, PaymentRefused
+from orders.payments import PaymentRefused, payment_test_cards
 from shop.cart import Cart, cart_total
 
 CHECKOUT_TOKENS_KEY = "checkout_tokens"
@@ -71,7 +71,12 @@ def checkout(request):
     return render(
         request,
         "orders/checkout.html",
-        {"form": form, "lines": lines, "total": cart_total(lines), "test_cards": TEST_CARDS},
+        {
+            "form": form,
+            "lines": lines,
+            "total": cart_total(lines),
+            "test_cards": payment_test_cards(),
+        },
     )
 
 

@@ -4,9 +4,10 @@ from decimal import Decimal
 
 import pytest
 
+from devtools.models import SimulatedCharge
 from follow_ups.models import FollowUp
 from orders import services
-from orders.models import CheckoutRequest, Order, OrderLine
+from orders.models import CheckoutRequest, Order, OrderLine, PaymentAttempt
 from orders.payments import PaymentRefused
 from orders.selectors import order_follow_ups
 from tests.factories import DECLINED_CARD, INSUFFICIENT_FUNDS_CARD, ProductFactory, place_order
@@ -97,7 +98,10 @@ def test_a_refused_payment_writes_nothing(card, code):
     assert product.stock == 5
     assert not Order.objects.exists()
     assert not OrderLine.objects.exists()
-    assert not FollowUp.objects.exists()
+    assert not SimulatedCharge.objects.exists()  # no money moved
+    assert PaymentAttempt.objects.get().status == PaymentAttempt.Status.DECLINED
+    # The attempt's void was set aside: nothing will run for it.
+    assert FollowUp.objects.get().status == FollowUp.Status.SUCCEEDED
 
 
 def test_same_idempotency_key_and_request_returns_the_first_order():

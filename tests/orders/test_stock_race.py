@@ -5,9 +5,10 @@ import threading
 import pytest
 from django.db import connection
 
+from devtools.models import SimulatedCharge
 from follow_ups.models import FollowUp
 from orders import services
-from orders.models import Order
+from orders.models import Order, PaymentAttempt
 from tests.factories import ProductFactory, place_order
 
 BUYERS = 50
@@ -54,4 +55,13 @@ def test_fifty_concurrent_buyers_for_the_last_ten_units_make_exactly_ten_orders(
     last_units.refresh_from_db()
     assert last_units.stock == 0
     assert Order.objects.count() == UNITS
-    assert FollowUp.objects.count() == UNITS * 3
+    assert FollowUp.objects.filter(subject__startswith="order:").count() == UNITS * 3
+    # Buyers who passed the unlocked stock check were charged outside the locks; every charge
+    # without an order has its void brought forward (due now), and none with an order does.
+    charged = SimulatedCharge.objects.count()
+    assert charged >= UNITS
+    voids_due = FollowUp.objects.filter(
+        kind=services.PAYMENT_VOID, status=FollowUp.Status.PENDING, next_attempt_at=None
+    )
+    assert voids_due.count() == charged - UNITS
+    assert PaymentAttempt.objects.filter(status=PaymentAttempt.Status.ATTACHED).count() == UNITS
