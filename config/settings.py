@@ -233,6 +233,8 @@ BEAT_LEASE_SECONDS = float(os.environ.get("BEAT_LEASE_SECONDS", "30"))
 RETENTION_DAYS = int(os.environ.get("RETENTION_DAYS", "90"))
 LOW_STOCK_THRESHOLD = int(os.environ.get("LOW_STOCK_THRESHOLD", "5"))
 CART_REMINDER_AFTER_HOURS = float(os.environ.get("CART_REMINDER_AFTER_HOURS", "2"))
+# At most one reminder per address in this many days, whatever number of carts it leaves.
+CART_REMINDER_PERIOD_DAYS = float(os.environ.get("CART_REMINDER_PERIOD_DAYS", "7"))
 REVIEW_REQUEST_AFTER_DAYS = float(os.environ.get("REVIEW_REQUEST_AFTER_DAYS", "7"))
 # Staff mail (reports, alerts, digests) goes to these and to active staff users with an email.
 STAFF_EMAILS = env_list("STAFF_EMAILS", "")

@@ -54,3 +54,14 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} to {self.recipients}"
+
+
+class Unsubscribe(models.Model):
+    """An address that asked for no more optional mail (reminders). Transactional mail (the order
+    confirmation, the "shipped" email) still goes out: the customer asked for the order."""
+
+    email = models.EmailField(unique=True)  # stored lower-cased
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.email

@@ -23,13 +23,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core import signing
 from django.core.mail import EmailMessage, get_connection
 from django.db import DatabaseError, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
 from notifications.backends import message_hand_over
-from notifications.models import EmailDelivery
+from notifications.models import EmailDelivery, Unsubscribe
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ def staff_recipients() -> list[str]:
     return sorted(set(users.values_list("email", flat=True)) | set(settings.STAFF_EMAILS))
 
 
-def email_send(*, purpose_key: str, recipient: str, subject: str, body: str) -> EmailSent:
+def email_send(
+    *, purpose_key: str, recipient: str, subject: str, body: str, headers: dict | None = None
+) -> EmailSent:
     """Send one email for ``purpose_key``; if it was sent before, send nothing and say so.
 
     The Message-ID is derived from the purpose key, so any resend carries the same ID for the
@@ -100,7 +103,7 @@ def email_send(*, purpose_key: str, recipient: str, subject: str, body: str) -> 
         subject=subject,
         body=body,
         to=[recipient],
-        headers={"Message-ID": delivery.message_id},
+        headers={**(headers or {}), "Message-ID": delivery.message_id},
     )
     data_started = False
 
@@ -237,3 +240,38 @@ def _delivery_failed(delivery: EmailDelivery, error: str) -> None:
     EmailDelivery.objects.filter(pk=delivery.pk).update(
         status=EmailDelivery.Status.FAILED, last_error=error[:2000]
     )
+
+
+# --- Optional mail: consent and one-click unsubscribe (RFC 8058) ---------------------------------
+
+UNSUBSCRIBE_SALT = "notifications.unsubscribe"
+
+
+def email_unsubscribe_url(*, email: str) -> str:
+    """The link in optional mail: signed, so only the mail's reader can unsubscribe the address."""
+    token = signing.dumps(email.lower(), salt=UNSUBSCRIBE_SALT, compress=True)
+    return f"{settings.SITE_URL}/email/unsubscribe/{token}/"
+
+
+def email_unsubscribe_headers(*, email: str) -> dict[str, str]:
+    """``List-Unsubscribe`` with one-click ``POST`` (RFC 8058), as mailbox providers expect."""
+    return {
+        "List-Unsubscribe": f"<{email_unsubscribe_url(email=email)}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def email_unsubscribe_token_read(*, token: str) -> str | None:
+    """The address a token was made for, or ``None`` if the token is not ours."""
+    try:
+        return signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    except signing.BadSignature:
+        return None
+
+
+def email_unsubscribe(*, email: str) -> None:
+    Unsubscribe.objects.get_or_create(email=email.lower())
+
+
+def email_unsubscribed(*, email: str) -> bool:
+    return Unsubscribe.objects.filter(email=email.lower()).exists()

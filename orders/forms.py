@@ -9,6 +9,12 @@ class CheckoutForm(forms.Form):
     postal_code = forms.CharField(label="Postal code", max_length=20)
     country = forms.CharField(max_length=60, initial="NL")
     card_number = forms.CharField(label="Card number", max_length=23)
+    # Consent for the one optional email: unticked unless the shopper ticks it.
+    remind_me = forms.BooleanField(
+        required=False,
+        initial=False,
+        label="Email me a reminder if I leave without finishing (at most one a week)",
+    )
     token = forms.CharField(widget=forms.HiddenInput)
 
     def clean_card_number(self):

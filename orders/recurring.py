@@ -10,6 +10,7 @@ nothing twice (the follow-up keys are unique).
 """
 
 import csv
+import hashlib
 import io
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -23,8 +24,14 @@ from django_celery_results.models import TaskResult
 
 from follow_ups.models import FollowUp
 from follow_ups.services import NewFollowUp, follow_ups_create, follow_ups_create_for_due
-from notifications.models import EmailDelivery
-from notifications.services import email_send, staff_recipients
+from notifications.models import EmailDelivery, Unsubscribe
+from notifications.services import (
+    email_send,
+    email_unsubscribe_headers,
+    email_unsubscribe_url,
+    email_unsubscribed,
+    staff_recipients,
+)
 from orders import warehouse
 from orders.models import (
     AbandonedCart,
@@ -292,7 +299,7 @@ def abandoned_cart_record(*, session_key: str, email: str, items: dict[str, int]
     with transaction.atomic():
         AbandonedCart.objects.update_or_create(
             session_key=session_key,
-            defaults={"email": email, "items": items, "touched_at": timezone.now()},
+            defaults={"email": email.lower(), "items": items, "touched_at": timezone.now()},
         )
 
 
@@ -302,22 +309,39 @@ def abandoned_cart_forget(*, session_key: str) -> None:
 
 
 def cart_reminders_create() -> dict:
-    """Hand every cart untouched for ``CART_REMINDER_AFTER_HOURS`` to its one reminder."""
-    due_before = timezone.now() - timedelta(hours=settings.CART_REMINDER_AFTER_HOURS)
+    """Hand every cart untouched for ``CART_REMINDER_AFTER_HOURS`` to its one reminder.
+
+    Only carts whose shopper ticked the reminder box are kept at all (``orders.views``). At most
+    one reminder per address per ``CART_REMINDER_PERIOD_DAYS``: an address reminded in the period
+    is skipped, and the follow-up's key names the address and the period, so two carts of one
+    address due together make one reminder. An unsubscribed address gets none.
+    """
+    now = timezone.now()
+    due_before = now - timedelta(hours=settings.CART_REMINDER_AFTER_HOURS)
+    period = timedelta(days=settings.CART_REMINDER_PERIOD_DAYS)
+    period_index = int(now.timestamp() // period.total_seconds())
+    reminded_lately = AbandonedCart.objects.filter(reminded_at__gte=now - period).values("email")
     handed_over = follow_ups_create_for_due(
-        due=AbandonedCart.objects.filter(reminded_at__isnull=True, touched_at__lte=due_before),
+        due=AbandonedCart.objects.filter(reminded_at__isnull=True, touched_at__lte=due_before)
+        .exclude(email__in=reminded_lately)
+        .exclude(email__in=Unsubscribe.objects.values("email")),
         follow_ups_for=lambda cart: [
             NewFollowUp(
-                key=f"cart:{cart.pk}:reminder",
+                key=f"cart-reminder:{_address_digest(cart.email)}:{period_index}",
                 kind=CART_REMINDER_EMAIL,
                 subject=f"cart:{cart.pk}",
                 label=f"Cart {cart.pk}",
                 payload={"cart_id": cart.pk},
             )
         ],
-        mark={"reminded_at": timezone.now()},
+        mark={"reminded_at": now},
     )
     return {"due": handed_over.items, "follow_ups": handed_over.follow_ups}
+
+
+def _address_digest(email: str) -> str:
+    """An address of any length, in a key of fixed length (and out of the key's plain text)."""
+    return hashlib.sha256(email.lower().encode()).hexdigest()[:32]
 
 
 def cart_reminder_email_send(follow_up: FollowUp) -> dict:
@@ -326,6 +350,8 @@ def cart_reminder_email_send(follow_up: FollowUp) -> dict:
     cart = AbandonedCart.objects.filter(pk=follow_up.payload["cart_id"]).first()
     if cart is None:
         return {"skipped": "cart gone"}
+    if email_unsubscribed(email=cart.email):  # unsubscribed after the reminder was written
+        return {"skipped": "unsubscribed"}
     products = dict(Product.objects.filter(sku__in=cart.items).values_list("sku", "name"))
     lines = [f"- {quantity} × {products.get(sku, sku)}" for sku, quantity in cart.items.items()]
     return _sent(
@@ -335,6 +361,10 @@ def cart_reminder_email_send(follow_up: FollowUp) -> dict:
             subject="You left something in your cart",
             body="Your cart is waiting for you:\n\n"
             + "\n".join(lines)
-            + f"\n\nFinish your order: {settings.SITE_URL}/cart/\n",
+            + f"\n\nFinish your order: {settings.SITE_URL}/cart/\n"
+            + "\nYou get this because you asked for a reminder at checkout. No more reminders:\n"
+            + email_unsubscribe_url(email=cart.email)
+            + "\n",
+            headers=email_unsubscribe_headers(email=cart.email),
         )
     )

@@ -81,9 +81,13 @@ def checkout(request):
 
 
 def _abandoned_cart_remember(request, form: CheckoutForm, cart: Cart) -> None:
-    """Once checkout knows the shopper's email, keep a copy of the cart for a reminder."""
+    """Once checkout knows the shopper's email and they asked for a reminder, keep a copy of the
+    cart for it. Without the tick, nothing is kept: no mail goes to an address nobody confirmed."""
     form.is_valid()  # cleans every field; the email may be valid even if the card is not
     email = form.cleaned_data.get("email")
+    if not form.cleaned_data.get("remind_me"):
+        recurring.abandoned_cart_forget(session_key=request.session.session_key or "")
+        return
     if not email or not cart.quantities:
         return
     if request.session.session_key is None:
