@@ -141,6 +141,10 @@ EMAIL_RECORD_SENT_PATIENCE_SECONDS = float(
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Celery Shop <shop@example.com>")
 
 # --- Shop integrations ----------------------------------------------------------------------------
+# Failed checkouts (refused cards, rejected forms) one client address may make per window before it
+# gets 429; placed orders never count. 0 switches the limit off (the benchmarks do).
+CHECKOUT_FAILURES_PER_CLIENT = int(os.environ.get("CHECKOUT_FAILURES_PER_CLIENT", "10"))
+CHECKOUT_FAILURE_WINDOW_SECONDS = int(os.environ.get("CHECKOUT_FAILURE_WINDOW_SECONDS", "900"))
 # The payment gateway (orders.payments). The demo's is simulated; a real one has the same methods.
 PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "devtools.payment_gateway.SimulatedGateway")
 # A charge whose order has not committed this long after the attempt was written is voided by the

@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
+from django.http import JsonResponse
 from ninja import Header, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import AfterValidator, Field, StrictInt, StringConstraints
@@ -108,6 +109,7 @@ def order_out(order: Order, follow_ups=None) -> dict:
         200: OrderOut,
         201: OrderOut,
         402: ErrorOut,
+        429: ErrorOut,
         409: ErrorOut,
         422: ErrorOut,
         503: ErrorOut,  # the database is away (ops.middleware.database_unavailable)
@@ -120,6 +122,17 @@ def order_create(
         str | None, Header(alias="Idempotency-Key", max_length=255, pattern=r"^[^\x00]*$")
     ] = None,
 ):
+    client = request.META.get("REMOTE_ADDR") or "unknown"
+    if wait := services.checkout_throttle_wait(client=client):
+        response = JsonResponse(
+            {
+                "detail": f"Too many failed checkouts from this address; retry in {wait} s.",
+                "code": "too_many_failures",
+            },
+            status=429,
+        )
+        response["Retry-After"] = str(wait)
+        return response
     try:
         placed = services.order_place(
             email=payload.email,
@@ -132,6 +145,7 @@ def order_create(
             idempotency_key=idempotency_key or None,
         )
     except PaymentRefused as exc:
+        services.checkout_failure_record(client=client)
         return Status(402, {"detail": exc.message, "code": exc.code})
     except services.OutOfStock as exc:
         return Status(409, {"detail": str(exc), "code": "out_of_stock"})
@@ -149,6 +163,7 @@ def order_create(
         ]
         return Status(422, {"detail": errors, "code": "unknown_sku"})
     except services.IdempotencyKeyReused as exc:
+        services.checkout_failure_record(client=client)
         return Status(422, {"detail": str(exc), "code": "idempotency_key_reused"})
     if placed.created:  # answered from what was just written: no second read
         return Status(201, order_out(placed.order, placed.follow_ups))

@@ -195,3 +195,23 @@ class PaymentAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} on •••• {self.card_last4} ({self.status})"
+
+
+class CheckoutFailures(models.Model):
+    """Failed checkouts of one client address in one fixed window (``CHECKOUT_FAILURE_WINDOW_SECONDS``):
+    refused cards and rejected forms. Past ``CHECKOUT_FAILURES_PER_CLIENT`` the client waits for the
+    next window; a placed order never counts. Kept in the database so every web process shares it."""
+
+    client = models.CharField(max_length=64)
+    window_start = models.DateTimeField()
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "window_start"], name="checkout_failures_window"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client}: {self.failures} since {self.window_start:%H:%M}"

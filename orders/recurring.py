@@ -35,6 +35,7 @@ from notifications.services import (
 from orders import warehouse
 from orders.models import (
     AbandonedCart,
+    CheckoutFailures,
     Order,
     OrderLine,
     OrderShipment,
@@ -88,6 +89,10 @@ def cleanup_run() -> dict:
         .exclude(outcome=JobRun.Outcome.RUNNING)
         .delete()[0],
         "abandoned_carts": AbandonedCart.objects.filter(touched_at__lt=keep).delete()[0],
+        # A window's count matters only while the window lasts.
+        "checkout_failures": CheckoutFailures.objects.filter(
+            window_start__lt=now - timedelta(days=1)
+        ).delete()[0],
     }
 
 

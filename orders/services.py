@@ -3,13 +3,15 @@
 import hashlib
 import json
 import logging
+import math
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -23,7 +25,14 @@ from follow_ups.services import (
 from notifications.services import email_send
 from orders import payments, warehouse
 from orders.invoices import invoice_pdf
-from orders.models import CheckoutRequest, Invoice, Order, OrderLine, PaymentAttempt
+from orders.models import (
+    CheckoutFailures,
+    CheckoutRequest,
+    Invoice,
+    Order,
+    OrderLine,
+    PaymentAttempt,
+)
 from orders.payments import PaymentRefused, PaymentUnknown, payment_charge
 from shop.models import Product
 
@@ -418,3 +427,45 @@ def invoice_create(*, order: Order) -> dict:
         invoice = Invoice.objects.get(order=order)
         return {"invoice_id": invoice.pk, "already_rendered": True}
     return {"invoice_id": invoice.pk, "bytes": len(pdf), "already_rendered": False}
+
+
+# --- Throttling failed checkouts (card testing, mail to strangers) -----------------------------
+
+
+def _checkout_window(now) -> tuple:
+    seconds = settings.CHECKOUT_FAILURE_WINDOW_SECONDS
+    start = int(now.timestamp() // seconds * seconds)
+    return datetime.fromtimestamp(start, tz=UTC), start + seconds - now.timestamp()
+
+
+def checkout_throttle_wait(*, client: str) -> int:
+    """Seconds this client must wait before checking out again; 0 if it may go on."""
+    limit = settings.CHECKOUT_FAILURES_PER_CLIENT
+    if not limit:
+        return 0
+    window_start, left = _checkout_window(timezone.now())
+    failures = (
+        CheckoutFailures.objects.filter(client=client, window_start=window_start)
+        .values_list("failures", flat=True)
+        .first()
+    )
+    return max(1, math.ceil(left)) if failures and failures >= limit else 0
+
+
+def checkout_failure_record(*, client: str) -> None:
+    """Count a refused card or a rejected checkout form against the client's window."""
+    if not settings.CHECKOUT_FAILURES_PER_CLIENT:
+        return
+    window_start, _ = _checkout_window(timezone.now())
+    counted = CheckoutFailures.objects.filter(client=client, window_start=window_start).update(
+        failures=F("failures") + 1
+    )
+    if counted:
+        return
+    try:
+        with transaction.atomic():
+            CheckoutFailures.objects.create(client=client, window_start=window_start, failures=1)
+    except IntegrityError:  # another process opened the window first
+        CheckoutFailures.objects.filter(client=client, window_start=window_start).update(
+            failures=F("failures") + 1
+        )

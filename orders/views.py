@@ -1,5 +1,6 @@
 """Checkout and order pages."""
 
+import math
 import secrets
 
 from django.contrib import messages
@@ -21,11 +22,24 @@ def checkout(request):
     cart = Cart(request.session)
     lines = cart.lines()
     form = CheckoutForm(request.POST or None, initial={"token": _checkout_token_issue(request)})
+    client = request.META.get("REMOTE_ADDR") or "unknown"
+    if request.method == "POST" and (wait := services.checkout_throttle_wait(client=client)):
+        form.add_error(
+            None,
+            "Too many checkouts from your connection failed. "
+            f"Please try again in {math.ceil(wait / 60)} minutes.",
+        )
+        response = _checkout_render(request, form, lines, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     if request.method == "POST" and form.is_bound:
         _abandoned_cart_remember(request, form, cart)
+        if not form.is_valid():
+            services.checkout_failure_record(client=client)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         if data["token"] not in request.session.get(CHECKOUT_TOKENS_KEY, []):
+            services.checkout_failure_record(client=client)
             messages.error(
                 request, "This checkout form has expired. Please check and submit again."
             )
@@ -54,6 +68,7 @@ def checkout(request):
                 idempotency_key=_checkout_key(data["token"]),
             )
         except PaymentRefused as exc:
+            services.checkout_failure_record(client=client)
             form.add_error("card_number", exc.message)
         except services.OutOfStock as exc:
             messages.error(request, str(exc))
@@ -68,6 +83,10 @@ def checkout(request):
     elif request.method == "GET" and not lines:
         messages.info(request, "Your cart is empty.")
         return redirect("shop:cart_detail")
+    return _checkout_render(request, form, lines)
+
+
+def _checkout_render(request, form: CheckoutForm, lines, status: int = 200):
     return render(
         request,
         "orders/checkout.html",
@@ -77,6 +96,7 @@ def checkout(request):
             "total": cart_total(lines),
             "test_cards": payment_test_cards(),
         },
+        status=status,
     )
 
 

@@ -21,6 +21,7 @@ from notifications.models import EmailDelivery, Unsubscribe
 from orders import recurring, tasks
 from orders.models import (
     AbandonedCart,
+    CheckoutFailures,
     OrderShipment,
     SalesReport,
     WarehouseCursor,
@@ -106,6 +107,12 @@ def test_cleanup_deletes_only_what_is_past_expiry_or_retention():
         AbandonedCart.objects.create(
             session_key="old", email="a@example.com", items={"X": 1}, touched_at=timezone.now()
         )
+    CheckoutFailures.objects.create(
+        client="203.0.113.7", window_start=DAY - timedelta(days=2), failures=10
+    )
+    CheckoutFailures.objects.create(
+        client="203.0.113.7", window_start=DAY - timedelta(minutes=10), failures=3
+    )
     with time_machine.travel(DAY - timedelta(days=29), tick=False):
         TaskResult.objects.create(task_id="recent", status="SUCCESS")
         EmailDelivery.objects.create(purpose_key="recent", recipient="a@example.com", status="sent")
@@ -127,6 +134,7 @@ def test_cleanup_deletes_only_what_is_past_expiry_or_retention():
         "email_deliveries": 1,
         "job_runs": 1,
         "abandoned_carts": 1,
+        "checkout_failures": 1,
     }
     assert list(Session.objects.values_list("session_key", flat=True)) == [live.session_key]
     assert list(TaskResult.objects.values_list("task_id", flat=True)) == ["recent"]

@@ -1,0 +1,77 @@
+"""Failed checkouts are limited per client address (docs/reliability.md, "Security"): card testing
+and typing strangers' addresses stop at CHECKOUT_FAILURES_PER_CLIENT (10) per 15 minutes, with the
+production values; a placed order never counts."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from orders.models import Order
+from tests.factories import DECLINED_CARD, GOOD_CARD, ProductFactory, checkout_payload
+
+pytestmark = pytest.mark.django_db
+
+
+def post_order(client, sku, card, address="203.0.113.7"):
+    return client.post(
+        "/api/orders/",
+        checkout_payload((sku, 1), card_number=card),
+        content_type="application/json",
+        REMOTE_ADDR=address,
+    )
+
+
+def test_the_eleventh_refused_card_from_one_address_gets_429_and_others_go_on(client, settings):
+    assert settings.CHECKOUT_FAILURES_PER_CLIENT == 10  # the production value
+    product = ProductFactory(stock=100)
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    with time_machine.travel(start, tick=False):
+        codes = [post_order(client, product.sku, DECLINED_CARD).status_code for _ in range(10)]
+        assert codes == [402] * 10
+        blocked = post_order(client, product.sku, GOOD_CARD)
+        assert blocked.status_code == 429
+        assert blocked.json()["code"] == "too_many_failures"
+        assert 0 < int(blocked["Retry-After"]) <= 900
+        # Another address is not affected.
+        assert post_order(client, product.sku, GOOD_CARD, address="198.51.100.2").status_code == 201
+    with time_machine.travel(start + timedelta(minutes=15), tick=False):
+        assert post_order(client, product.sku, GOOD_CARD).status_code == 201
+    assert Order.objects.count() == 2
+
+
+def test_placed_orders_never_count(client):
+    product = ProductFactory(stock=100)
+    codes = {post_order(client, product.sku, GOOD_CARD).status_code for _ in range(15)}
+    assert codes == {201}
+
+
+def test_the_checkout_form_is_limited_too_and_says_so(client):
+    product = ProductFactory(stock=100)
+    client.post(f"/cart/add/{product.sku}/", {"quantity": 1})
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+    def submit(card):
+        token = client.get("/checkout/").context["form"].initial["token"]
+        return client.post(
+            "/checkout/",
+            {
+                "email": "ann@example.com",
+                "name": "Ann",
+                "line1": "Kerkstraat 1",
+                "city": "Amsterdam",
+                "postal_code": "1017 GA",
+                "country": "NL",
+                "card_number": card,
+                "token": token,
+            },
+        )
+
+    with time_machine.travel(start, tick=False):
+        assert {submit(DECLINED_CARD).status_code for _ in range(10)} == {200}
+        blocked = submit(GOOD_CARD)
+    assert blocked.status_code == 429
+    assert b"Too many checkouts from your connection failed" in blocked.content
+    assert blocked["Retry-After"] == "900"
+    assert not Order.objects.exists()
