@@ -1,7 +1,8 @@
-"""Writes of the catalog that are not checkout's: the low-stock alerts."""
+"""Writes of the catalog that are not checkout's: stock adjustments, the low-stock alerts."""
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from follow_ups.services import NewFollowUp, follow_ups_create_for_due
@@ -9,6 +10,27 @@ from notifications.services import staff_recipients
 from shop.models import LowStockAlert, Product
 
 LOW_STOCK_ALERT_EMAIL = "low_stock_alert_email"
+
+
+class StockWouldGoNegative(Exception):
+    def __init__(self, product: Product, change: int):
+        super().__init__(
+            f"{product.name} has {product.stock} in stock; taking {-change} away would go below zero."
+        )
+
+
+def product_stock_adjust(*, product_id: int, change: int) -> int:
+    """Add ``change`` (negative to take away) to the stock as one ``UPDATE … SET stock = stock + n``,
+    so sales made meanwhile are kept: a count never overwrites what checkout sold. Returns the new
+    stock; raises ``StockWouldGoNegative`` rather than go below zero."""
+    with transaction.atomic():
+        updated = Product.objects.filter(pk=product_id, stock__gte=-change).update(
+            stock=F("stock") + change
+        )
+        product = Product.objects.get(pk=product_id)
+    if not updated:
+        raise StockWouldGoNegative(product, change)
+    return product.stock
 
 
 def low_stock_alerts_check() -> dict:
