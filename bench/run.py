@@ -212,6 +212,7 @@ class Stack:
             "CELERY_BROKER_URL": self.broker_url,
             "EMAIL_HOST": "127.0.0.1",
             "EMAIL_PORT": str(self.smtp.controller.port),
+            "SITE_URL": "http://127.0.0.1",
             "WAREHOUSE_URL": f"http://127.0.0.1:{warehouse_port}",
             "VAR_DIR": str(log_dir / "var"),
             "LOG_LEVEL": "WARNING",

@@ -60,7 +60,25 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# Content Security Policy (django-csp), in every environment so the browser tests see what
+# production sends: scripts and styles only from our own static files (htmx included; no inline
+# script, no inline style), no framing, forms post only to us.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -257,12 +275,27 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json_lines": {"format": "%(message)s"},  # ops.job_logs renders each line as JSON
     },
+    # No order access token in any line (ops.log_redaction): runserver's access lines, Django's
+    # "Not Found: /orders/<id>/", ours.
+    "filters": {"redact_order_tokens": {"()": "ops.log_redaction.RedactOrderTokens"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-        "jobs": {"class": "logging.StreamHandler", "formatter": "json_lines"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_order_tokens"],
+        },
+        "jobs": {
+            "class": "logging.StreamHandler",
+            "formatter": "json_lines",
+            "filters": ["redact_order_tokens"],
+        },
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"jobs": {"handlers": ["jobs"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "jobs": {"handlers": ["jobs"], "level": "INFO", "propagate": False},
+        # runserver's access log has its own handler in Django's defaults: use ours instead.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # --- Ops: /ops/, /metrics, /readyz ---------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Production settings: the development settings, tightened. ``manage.py check --deploy`` is clean.
 
-Select with ``DJANGO_SETTINGS_MODULE=config.settings_production``. ``SECRET_KEY``, ``ALLOWED_HOSTS``
-and ``DATABASE_URL`` must come from the environment: a missing one stops the process at start-up
-with a message naming it, instead of running with a development default.
+Select with ``DJANGO_SETTINGS_MODULE=config.settings_production``. Everything in ``REQUIRED`` must
+come from the environment: a missing one stops the process at start-up with a sentence naming it,
+instead of running with a development default.
 """
 
 import os
@@ -16,29 +16,42 @@ from config.settings import (
     DATABASES,
     FAILURE_LAB_REAL_EMAIL_BACKEND,
     MIDDLEWARE,
+    SITE_URL,
     env_bool,
     env_list,
 )
 
-
-def _required(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise ImproperlyConfigured(
-            f"{name} must be set in the environment for production (see .env.example)."
-        )
-    return value
-
+# What production cannot run without. A missing one stops every process at start-up (web, worker,
+# beat, relay, manage.py) with one sentence naming all of them, instead of falling back to a
+# development default: a SQLite file, the filesystem broker, mail kept in the database and marked
+# sent, links to http://127.0.0.1:8000. (Flower's credentials are checked by config/flowerconfig.py
+# and by the Procfile and compose lines that start it.)
+REQUIRED = (
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "EMAIL_HOST",
+    "SITE_URL",
+)
+_missing = [name for name in REQUIRED if not os.environ.get(name, "").strip()]
+if _missing:
+    raise ImproperlyConfigured(
+        f"{', '.join(_missing)} must be set in the environment for production (see .env.example)."
+    )
 
 DEBUG = False
-SECRET_KEY = _required("SECRET_KEY")
-if len(SECRET_KEY) < 50 or SECRET_KEY.startswith(("dev-only", "django-insecure")):
+SECRET_KEY = os.environ["SECRET_KEY"].strip()
+if len(SECRET_KEY) < 50 or SECRET_KEY.startswith(("dev-only", "django-insecure", "change-me")):
     raise ImproperlyConfigured(
         "SECRET_KEY must be a random value of 50 characters or more, e.g. "
         "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
     )
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", _required("ALLOWED_HOSTS"))
-_required("DATABASE_URL")  # production never falls back to the SQLite file
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "")
+if not SITE_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(
+        f"SITE_URL must be the shop's public address, like https://shop.example.com (got {SITE_URL!r})."
+    )
 
 # The failure lab stays out of production's email path unless asked for by name (a demo stack).
 FAILURE_LAB = env_bool("FAILURE_LAB", False)

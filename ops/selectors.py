@@ -23,6 +23,8 @@ from follow_ups.models import FollowUp, RelayState
 from follow_ups.selectors import relay_state_get
 from notifications.selectors import UnknownDeliveries, deliveries_unknown
 from ops.models import QueueSample
+from scheduling.beat import LEASE_NAME as BEAT_LEASE_NAME
+from scheduling.models import Lease
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,11 @@ def workers_online() -> list[str] | None:
         logger.warning("could not ping workers", exc_info=True)
         return None
     return sorted(name for reply in replies for name in reply)
+
+
+def beat_lease_expires_at() -> datetime | None:
+    """Until when the active beat holds its lease (it renews it while it runs)."""
+    return Lease.objects.filter(name=BEAT_LEASE_NAME).values_list("expires_at", flat=True).first()
 
 
 def last_relay_tick() -> datetime | None:

@@ -9,4 +9,5 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("healthz/background", views.background_health, name="background_health"),
 ]

@@ -56,22 +56,46 @@ def healthz(request):
 @never_cache
 @require_GET
 def readyz(request):
-    """Ready for traffic: the database and the broker answer, and the relay ticked recently."""
-    last_tick = selectors.last_relay_tick()
+    """The web's readiness: can it serve checkout? Only the database is asked. A broker outage
+    must not take the web out of rotation: checkout saves orders and their follow-ups without it,
+    and the relay publishes them when the broker is back."""
+    checks = {"database": selectors.database_reachable()}
+    ready = all(checks.values())
+    return JsonResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+@never_cache
+@require_GET
+def background_health(request):
+    """Is background work flowing? The broker, the relay and beat ticking, a worker answering.
+
+    For alerts and dashboards, not for the web's readiness (``/readyz``): when this is 503, orders
+    are still taken and their follow-ups wait in the database.
+    """
+    now = timezone.now()
     max_age = timedelta(seconds=settings.OPS_READY_BEAT_MAX_AGE_SECONDS)
+    last_tick = selectors.last_relay_tick()
+    beat_until = selectors.beat_lease_expires_at()
+    workers = selectors.workers_online()
     checks = {
         "database": selectors.database_reachable(),
         "broker": selectors.broker_reachable(),
-        "relay": last_tick is not None and timezone.now() - last_tick <= max_age,
+        "relay": last_tick is not None and now - last_tick <= max_age,
+        "beat": beat_until is not None and beat_until > now,
+        "workers": bool(workers),
     }
-    ready = all(checks.values())
+    healthy = all(checks.values())
     return JsonResponse(
         {
-            "status": "ready" if ready else "not ready",
+            "status": "healthy" if healthy else "unhealthy",
             "checks": checks,
             "last_relay_tick": last_tick.isoformat() if last_tick else None,
+            "workers_online": len(workers or []),
         },
-        status=200 if ready else 503,
+        status=200 if healthy else 503,
     )
 
 

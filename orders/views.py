@@ -1,5 +1,6 @@
 """Checkout and order pages."""
 
+import functools
 import math
 import secrets
 
@@ -15,6 +16,19 @@ from orders.payments import PaymentRefused, payment_test_cards
 from shop.cart import Cart, cart_total
 
 CHECKOUT_TOKENS_KEY = "checkout_tokens"
+
+
+def no_referrer(view):
+    """An order's URL is its access token: pages under it send no ``Referer`` anywhere, not even
+    to our own pages (whose access log would record it)."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+    return wrapped
 
 
 @require_http_methods(["GET", "POST"])
@@ -129,6 +143,7 @@ def _checkout_key(token: str) -> str:
     return f"checkout-form:{token}"
 
 
+@no_referrer
 @require_GET
 def order_detail(request, order_id: str):
     order = selectors.order_get(order_id=order_id)
@@ -156,6 +171,7 @@ def order_detail(request, order_id: str):
     return response
 
 
+@no_referrer
 @require_GET
 def invoice_pdf(request, order_id: str):
     order = selectors.order_get(order_id=order_id)

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.processes import REPO
 
 PRODUCTION_ENV = {
@@ -12,6 +14,8 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "shop.example.com",
     "DATABASE_URL": "postgresql://shop@db.example.com:5432/shop",
     "CELERY_BROKER_URL": "amqp://shop:secret@rabbitmq.example.com:5672//",
+    "EMAIL_HOST": "smtp.example.com",
+    "SITE_URL": "https://shop.example.com",
 }
 
 
@@ -90,12 +94,64 @@ def test_production_serves_static_files_with_whitenoise_and_secure_cookies(tmp_p
     )
 
 
-def test_production_refuses_to_start_without_each_required_variable(tmp_path):
-    for name in ("SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"):
-        result = manage("check", env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)}, without=(name,))
+REQUIRED = (
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "EMAIL_HOST",
+    "SITE_URL",
+)
 
-        assert result.returncode != 0
-        assert f"{name} must be set in the environment for production" in result.stderr
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_production_refuses_to_start_without_each_required_variable(tmp_path, name):
+    result = manage("check", env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)}, without=(name,))
+
+    assert result.returncode != 0
+    assert f"{name} must be set in the environment for production" in result.stderr
+
+
+def test_production_names_every_missing_variable_in_one_sentence(tmp_path):
+    result = manage(
+        "check",
+        env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)},
+        without=("EMAIL_HOST", "SITE_URL"),
+    )
+    assert result.returncode != 0
+    assert (
+        "EMAIL_HOST, SITE_URL must be set in the environment for production (see .env.example)."
+        in result.stderr.splitlines()[-1]
+    )
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
+
+
+def test_check_deploy_is_clean_at_warning_level_with_the_values_in_env_example(tmp_path):
+    example = env_example()
+    assert example["SECRET_KEY"] == "change-me"  # the one value every deployment must replace
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={**example, "SECRET_KEY": PRODUCTION_ENV["SECRET_KEY"], "VAR_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_the_example_secret_key_is_refused(tmp_path):
+    result = manage("check", env={**env_example(), "VAR_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be a random value" in result.stderr
 
 
 def test_production_refuses_the_development_secret_key(tmp_path):

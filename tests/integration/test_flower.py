@@ -1,12 +1,13 @@
 """Flower, started the way the Procfile starts it, watching a real worker through its HTTP API."""
 
 import json
+import subprocess
 
 import httpx
 import pytest
 
 from tests.factories import ProductFactory, checkout_payload
-from tests.processes import BIN, Process, free_port, wait_until
+from tests.processes import BIN, REPO, Process, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +100,26 @@ def test_flowers_prometheus_metrics_are_not_public(flower):
     authorised = httpx.get(f"{flower}/metrics", auth=(USER, PASSWORD), timeout=5)
     assert authorised.status_code == 200
     assert "flower_" in authorised.text
+
+
+@pytest.mark.parametrize("password", ["change-me", "short", ""])
+def test_flower_refuses_to_start_without_a_real_password(worker_env, password):
+    result = subprocess.run(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "config",
+            "flower",
+            "--conf=config/flowerconfig.py",
+            "--address=127.0.0.1",
+            f"--port={free_port()}",
+            f"--basic-auth=admin:{password}",
+        ],
+        cwd=REPO,
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Flower needs a user and a password of 12 characters or more" in result.stderr

@@ -51,10 +51,12 @@ def production_env(transactional_db, private_vhost, smtp_server, tmp_path) -> di
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "false",  # plain HTTP to 127.0.0.1, as behind a TLS proxy
+        "SECURE_PROXY_SSL_HEADER": "true",  # the proxy says X-Forwarded-Proto: https
         "DATABASE_URL": database_url(connection.settings_dict),
         "CELERY_BROKER_URL": private_vhost,
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(smtp_server.port),
+        "SITE_URL": f"http://127.0.0.1:{web_port}",
         "VAR_DIR": str(tmp_path / "var"),
         "WEB_BIND": f"127.0.0.1:{web_port}",
         "WEB_CONCURRENCY": "2",
@@ -143,10 +145,22 @@ def test_the_procfile_production_processes_place_an_order_and_run_its_follow_ups
     assert kinds_run(production_processes["worker-critical"]) == {"confirmation_email"}
     assert kinds_run(production_processes["worker-default"]) == {"warehouse_sync", "invoice"}
     assert "Traceback" not in production_processes["relay"].log()
-    # The relay's ticks are what the readiness probe checks besides the database and the broker.
+    # The web's readiness asks the database only; background health asks the rest.
     ready_probe = httpx.get(f"{web}/readyz", timeout=5)
     assert ready_probe.status_code == 200, ready_probe.text
-    assert ready_probe.json()["checks"] == {"database": True, "broker": True, "relay": True}
+    assert ready_probe.json()["checks"] == {"database": True}
+    background = wait_until(
+        lambda: (r := httpx.get(f"{web}/healthz/background", timeout=10)).status_code == 200 and r,
+        timeout=30,
+        message="background health to report broker, relay, beat and workers",
+    )
+    assert background.json()["checks"] == dict.fromkeys(
+        ["database", "broker", "relay", "beat", "workers"], True
+    )
+    # gunicorn's access log has every request, and no order id in any line.
+    web_log = production_processes["web"].log()
+    assert "GET /api/orders/<redacted>/ HTTP/1.1" in web_log
+    assert placed["id"] not in web_log and placed["id"].replace("-", "") not in web_log
 
 
 def kinds_run(worker: Process) -> set[str]:
@@ -178,10 +192,40 @@ def test_the_production_web_serves_static_files_and_flower_wants_a_password(
     assert css.status_code == 200 and "max-age=315360000" in css.headers["Cache-Control"]
     assert page.headers["X-Frame-Options"] == "DENY"
     flower = f"http://127.0.0.1:{production_env['FLOWER_PORT']}"
-    assert httpx.get(f"{flower}/", timeout=10).status_code == 401
-    authenticated = httpx.get(
-        f"{flower}/workers",
-        auth=(production_env["CELERY_FLOWER_USER"], production_env["CELERY_FLOWER_PASSWORD"]),
-        timeout=10,
+    credentials = (production_env["CELERY_FLOWER_USER"], production_env["CELERY_FLOWER_PASSWORD"])
+    # Started exactly as Procfile.production starts it: every page wants the password,
+    # Prometheus' /metrics too.
+    for path in ("/", "/workers", "/metrics", "/api/workers"):
+        assert httpx.get(f"{flower}{path}", timeout=10).status_code == 401, path
+    assert httpx.get(f"{flower}/workers", auth=credentials, timeout=10).status_code == 200
+    assert httpx.get(f"{flower}/metrics", auth=credentials, timeout=10).status_code == 200
+
+
+def test_the_production_web_sends_the_security_headers(production_env, production_processes):
+    web = f"http://{production_env['WEB_BIND']}"
+    behind_tls = {"X-Forwarded-Proto": "https"}
+    order = httpx.post(
+        f"{web}/api/orders/", json=checkout_payload(("SEED-CEL", 1)), timeout=10
+    ).json()
+
+    for path in ("/", f"/orders/{order['id']}/", "/api/products/"):
+        response = httpx.get(f"{web}{path}", headers=behind_tls, timeout=10)
+        assert response.status_code == 200, path
+        headers = response.headers
+        assert headers["Strict-Transport-Security"].startswith("max-age=31536000"), path
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        policy = dict(
+            directive.strip().split(" ", 1)
+            for directive in headers["Content-Security-Policy"].split(";")
+        )
+        assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'"
+        assert policy["frame-ancestors"] == "'none'"
+    order_page = httpx.get(f"{web}/orders/{order['id']}/", headers=behind_tls, timeout=10)
+    assert order_page.headers["Referrer-Policy"] == "no-referrer"
+    assert (
+        httpx.get(f"{web}/", headers=behind_tls, timeout=10).headers["Referrer-Policy"]
+        == "same-origin"
     )
-    assert authenticated.status_code == 200
+    # Plain HTTP, as a browser would send without the proxy: the session cookie is Secure.
+    assert "Strict-Transport-Security" not in httpx.get(f"{web}/", timeout=10).headers

@@ -4,6 +4,7 @@ The real thing, PostgreSQL restarted under 100 checkouts, is
 tests/integration/test_database_restart.py; here the database error is raised where a view meets it.
 """
 
+import contextlib
 from unittest import mock
 
 import pytest
@@ -23,8 +24,14 @@ def client(settings, debug):
     return Client(raise_request_exception=False)
 
 
+@contextlib.contextmanager
 def place_order_raising(error: Exception):
-    return mock.patch("orders.services.order_place", side_effect=error)
+    # The failed-checkout limiter reads first; the failure under test is the order's own.
+    with (
+        mock.patch("orders.services.checkout_throttle_wait", return_value=0),
+        mock.patch("orders.services.order_place", side_effect=error),
+    ):
+        yield
 
 
 def test_a_checkout_answers_503_with_a_message_when_the_database_is_away(client):

@@ -87,54 +87,73 @@ def test_healthz_answers_while_the_process_is_up(client):
     assert response.json() == {"status": "ok"}
 
 
-def test_readyz_is_503_until_the_relay_has_ticked(client):
+def test_readyz_asks_only_the_database(client):
+    """The web's readiness: no relay tick, no beat, no worker, and still ready for checkout."""
     response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": True}}
+
+
+def broker_down():
+    """Point this process's Celery app at a port nothing listens on (the broker is "down")."""
+    from celery import current_app
+
+    keys = ("broker_url", "broker_read_url", "broker_write_url", "broker_transport")
+    original = {key: current_app.conf[key] for key in keys}
+    current_app.conf.update(
+        broker_url="amqp://guest:guest@127.0.0.1:1//",
+        broker_read_url="amqp://guest:guest@127.0.0.1:1//",
+        broker_write_url="amqp://guest:guest@127.0.0.1:1//",
+        broker_transport=None,
+    )
+    return lambda: current_app.conf.update(original)
+
+
+def test_readyz_stays_200_when_the_broker_is_unreachable(client):
+    restore = broker_down()
+    try:
+        response = client.get("/readyz")
+        background = client.get("/healthz/background")
+    finally:
+        restore()
+
+    assert response.status_code == 200
+    assert background.status_code == 503
+    assert background.json()["checks"]["broker"] is False
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(client, settings):
+    from django.db import connection
+
+    with connection.execute_wrapper(_refuse_every_query):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": False}
+
+
+def _refuse_every_query(execute, sql, params, many, context):
+    from django.db import OperationalError
+
+    raise OperationalError("simulated: the database is away")
+
+
+def test_background_health_is_503_until_relay_beat_and_a_worker_are_there(client):
+    response = client.get("/healthz/background")
 
     assert response.status_code == 503
-    body = response.json()
-    assert body["checks"] == {"database": True, "broker": True, "relay": False}
-    assert body["last_relay_tick"] is None
+    checks = response.json()["checks"]
+    assert checks["database"] and checks["broker"]
+    assert checks["relay"] is False and checks["beat"] is False
 
 
-def test_readyz_is_200_when_database_broker_and_a_recent_relay_tick_are_there(client):
-    ticked_at = timezone.now()
-    RelayState.objects.create(pk=1, holder="relay-1", ticked_at=ticked_at)
-
-    response = client.get("/readyz")
-
-    assert response.status_code == 200, response.json()
-    assert response.json()["status"] == "ready"
-    assert response.json()["last_relay_tick"] == ticked_at.isoformat()
-
-
-def test_readyz_is_503_when_the_last_relay_tick_is_old(client, settings):
+def test_background_health_says_the_relay_is_stale_when_its_tick_is_old(client, settings):
     settings.OPS_READY_BEAT_MAX_AGE_SECONDS = 60
     RelayState.objects.create(
         pk=1, holder="relay-1", ticked_at=timezone.now() - timedelta(minutes=5)
     )
 
-    response = client.get("/readyz")
+    response = client.get("/healthz/background")
 
     assert response.status_code == 503
     assert response.json()["checks"]["relay"] is False
-
-
-def test_readyz_is_503_when_the_broker_is_unreachable(client, settings):
-    from celery import current_app
-
-    RelayState.objects.create(pk=1, holder="relay-1", ticked_at=timezone.now())
-    keys = ("broker_url", "broker_read_url", "broker_transport")
-    original = {key: current_app.conf[key] for key in keys}
-    # Nothing listens on port 1: the broker is "down" for this process only.
-    current_app.conf.update(
-        broker_url="amqp://guest:guest@127.0.0.1:1//",
-        broker_read_url="amqp://guest:guest@127.0.0.1:1//",
-        broker_transport=None,
-    )
-    try:
-        response = client.get("/readyz")
-    finally:
-        current_app.conf.update(original)
-
-    assert response.status_code == 503
-    assert response.json()["checks"]["broker"] is False
