@@ -226,10 +226,17 @@ def _order_for_idempotency_key(key: str, request_hash: str) -> Order | None:
 
 
 def confirmation_email_send(*, order: Order) -> dict:
+    from orders.selectors import order_confirmation_notice  # selectors import this module's kinds
+
     lines = list(order.lines.all())
     body = render_to_string(
         "orders/email/confirmation.txt",
-        {"order": order, "lines": lines, "order_url": f"{settings.SITE_URL}/orders/{order.pk}/"},
+        {
+            "order": order,
+            "lines": lines,
+            "order_url": f"{settings.SITE_URL}/orders/{order.pk}/",
+            "notice": order_confirmation_notice(order),
+        },
     )
     sent = email_send(
         purpose_key=f"order-{order.pk}-confirmation",

@@ -111,16 +111,15 @@ def order_detail(request, order_id: str):
         if request.headers.get("HX-Request")
         else "orders/order_detail.html"
     )
-    follow_ups = selectors.order_follow_ups(order)
     response = render(
         request,
         template,
         {
             "order": order,
-            "status": selectors.order_status(order, follow_ups),
-            "follow_ups": [
-                (follow_up, selectors.follow_up_progress(follow_up)) for follow_up in follow_ups
-            ],
+            "progress": selectors.order_progress(order),
+            # The state the polling page shows now: its live region is replaced (and so read
+            # out by screen readers) only when the state changes, not on every poll.
+            "shown_state": request.GET.get("shown", ""),
         },
     )
     patch_vary_headers(response, ["HX-Request"])  # one URL, two bodies: caches must tell them apart
