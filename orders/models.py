@@ -30,6 +30,8 @@ class Order(models.Model):
     address_country = models.CharField(max_length=60)
     total = models.DecimalField(max_digits=12, decimal_places=2)
     payment_reference = models.CharField(max_length=64)
+    # The card's last four digits, for the customer to recognise it; the number is never stored.
+    card_last4 = models.CharField(max_length=4, blank=True)
     shipment_reference = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

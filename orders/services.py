@@ -165,6 +165,7 @@ def _order_create(
         address_country=address.country,
         total=total,
         payment_reference=payment_reference,
+        card_last4=card_number[-4:],
     )
     OrderLine.objects.bulk_create(
         OrderLine(
