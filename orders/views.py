@@ -19,6 +19,9 @@ CHECKOUT_TOKENS_KEY = "checkout_tokens"
 @require_http_methods(["GET", "POST"])
 def checkout(request):
     cart = Cart(request.session)
+    if request.method == "GET":
+        for change in cart.fit_to_stock():  # stock fell under the cart since it was filled
+            messages.warning(request, change.notice)
     lines = cart.lines()
     form = CheckoutForm(request.POST or None, initial={"token": _checkout_token_issue(request)})
     if request.method == "POST" and form.is_bound:
@@ -56,8 +59,16 @@ def checkout(request):
         except PaymentRefused as exc:
             form.add_error("card_number", exc.message)
         except services.OutOfStock as exc:
-            messages.error(request, str(exc))
-            return redirect("shop:cart_detail")
+            # Stock changed under the form: the cart takes what is left, the form keeps what was
+            # typed, and the shopper checks the new total and submits again.
+            changes = cart.fit_to_stock()
+            for change in changes:
+                messages.warning(request, change.notice)
+            if not changes:
+                messages.error(request, str(exc))
+            lines = cart.lines()
+            if not lines:
+                return redirect("shop:cart_detail")
         except services.CheckoutError as exc:
             messages.error(request, str(exc))
         else:
