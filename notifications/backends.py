@@ -61,6 +61,7 @@ class OutboxEmailBackend(BaseEmailBackend):
     def send_messages(self, email_messages):
         for message in email_messages:
             OutboxMessage.objects.create(
+                from_email=message.from_email,
                 recipients=", ".join(message.recipients()),
                 subject=message.subject,
                 body=message.body,

@@ -43,6 +43,7 @@ class EmailDelivery(models.Model):
 class OutboxMessage(models.Model):
     """A message the development email backend kept instead of sending (no EMAIL_HOST set)."""
 
+    from_email = models.CharField(max_length=255, blank=True)
     recipients = models.TextField()
     subject = models.CharField(max_length=255)
     body = models.TextField()

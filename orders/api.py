@@ -80,7 +80,9 @@ class FollowUpOut(Schema):
 class OrderOut(Schema):
     id: str
     number: str
-    status: Literal["placed", "ready"]
+    # "placed": on its way; "delayed": a follow-up is retrying or slow, nothing for the customer
+    # to do; "needs_attention": a follow-up is a dead letter, staff are on it; "ready": all done.
+    status: Literal["placed", "delayed", "needs_attention", "ready"]
     total: str
     follow_ups: list[FollowUpOut]
 
@@ -95,7 +97,7 @@ def order_out(order: Order, follow_ups=None) -> dict:
     return {
         "id": str(order.pk),
         "number": order.number,
-        "status": selectors.order_status(order, follow_ups),
+        "status": selectors.order_progress(order, follow_ups).state,
         "total": f"{order.total:.2f}",
         "follow_ups": [
             {"kind": f.kind, "status": f.status, "attempts": f.attempts} for f in follow_ups

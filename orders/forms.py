@@ -2,13 +2,36 @@ from django import forms
 
 
 class CheckoutForm(forms.Form):
-    email = forms.EmailField(max_length=254)
-    name = forms.CharField(max_length=200)
-    line1 = forms.CharField(label="Street and number", max_length=200)
-    city = forms.CharField(max_length=100)
-    postal_code = forms.CharField(label="Postal code", max_length=20)
-    country = forms.CharField(max_length=60, initial="NL")
-    card_number = forms.CharField(label="Card number", max_length=23)
+    # autocomplete tokens (WHATWG autofill) let browsers and password managers fill the form.
+    email = forms.EmailField(
+        max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
+    name = forms.CharField(
+        max_length=200, widget=forms.TextInput(attrs={"autocomplete": "shipping name"})
+    )
+    line1 = forms.CharField(
+        label="Street and number",
+        max_length=200,
+        widget=forms.TextInput(attrs={"autocomplete": "shipping address-line1"}),
+    )
+    city = forms.CharField(
+        max_length=100, widget=forms.TextInput(attrs={"autocomplete": "shipping address-level2"})
+    )
+    postal_code = forms.CharField(
+        label="Postal code",
+        max_length=20,
+        widget=forms.TextInput(attrs={"autocomplete": "shipping postal-code"}),
+    )
+    country = forms.CharField(
+        max_length=60,
+        initial="NL",
+        widget=forms.TextInput(attrs={"autocomplete": "shipping country"}),
+    )
+    card_number = forms.CharField(
+        label="Card number",
+        max_length=23,
+        widget=forms.TextInput(attrs={"autocomplete": "cc-number", "inputmode": "numeric"}),
+    )
     # Consent for the one optional email: unticked unless the shopper ticks it.
     remind_me = forms.BooleanField(
         required=False,

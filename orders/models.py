@@ -11,9 +11,13 @@ from django.db import models
 
 
 class Order(models.Model):
+    # Not stored: what the customer is told, worked out from the follow-ups
+    # (``orders.selectors.order_progress``).
     class Status(models.TextChoices):
-        PLACED = "placed"
-        READY = "ready"
+        PLACED = "placed", "Order placed"  # its follow-ups are on their way
+        DELAYED = "delayed", "Delayed"  # one is retrying or waiting long; none is dead
+        NEEDS_ATTENTION = "needs_attention", "Needs our attention"  # one is a dead letter
+        READY = "ready", "Order ready"  # every one succeeded
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Human number shown to customers ("CS-000042"); never used to look an order up from a URL.
@@ -26,6 +30,8 @@ class Order(models.Model):
     address_country = models.CharField(max_length=60)
     total = models.DecimalField(max_digits=12, decimal_places=2)
     payment_reference = models.CharField(max_length=64)
+    # The card's last four digits, for the customer to recognise it; the number is never stored.
+    card_last4 = models.CharField(max_length=4, blank=True)
     shipment_reference = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

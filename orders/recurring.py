@@ -48,7 +48,7 @@ from shop.models import Product
 
 REPORT_CHUNK_SIZE = 500
 # The follow-up kinds of the jobs' emails (declared in orders/follow_ups.py). Not checkout kinds:
-# an order is "ready" on its checkout follow-ups alone (orders.selectors.order_status).
+# an order is "ready" on its checkout follow-ups alone (orders.selectors.order_state).
 CART_REMINDER_EMAIL = "cart_reminder_email"
 SHIPPED_EMAIL = "shipped_email"
 REVIEW_REQUEST_EMAIL = "review_request_email"

@@ -1,6 +1,10 @@
 """Reads of orders for pages and the API."""
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
 
 from follow_ups.models import FollowUp
 from follow_ups.selectors import follow_ups_of
@@ -28,14 +32,6 @@ def order_follow_ups(order: Order) -> list[FollowUp]:
     return follow_ups_of(subject=order_subject(order.pk), kinds=CHECKOUT_KINDS)
 
 
-def order_status(order: Order, follow_ups=None) -> str:
-    """ "ready" once every follow-up succeeded; "placed" until then."""
-    follow_ups = order_follow_ups(order) if follow_ups is None else follow_ups
-    if follow_ups and all(f.status == FollowUp.Status.SUCCEEDED for f in follow_ups):
-        return Order.Status.READY
-    return Order.Status.PLACED
-
-
 def invoice_pdf_get(*, order: Order) -> bytes | None:
     pdf = Invoice.objects.filter(order=order).values_list("pdf", flat=True).first()
     return bytes(pdf) if pdf is not None else None
@@ -55,18 +51,115 @@ FOLLOW_UP_ACTIVITY = {
     WAREHOUSE_SYNC: "Warehouse sync",
     INVOICE: "Invoice rendering",
 }
+# What a dead follow-up means for the customer. Never the error itself: that is for staff (the
+# admin, /ops/), and may carry a provider's reply or an internal address.
+FOLLOW_UP_DEAD_MEANING = {
+    CONFIRMATION_EMAIL: "We could not email your confirmation to {email}. Your order is placed "
+    "and paid; this page is your confirmation.",
+    WAREHOUSE_SYNC: "Your order has not reached our warehouse yet, so it may ship a little later "
+    "than usual.",
+    INVOICE: "Your invoice is not ready yet; it will appear on this page once it is.",
+}
+# An order whose follow-ups have not all finished this long after checkout is "delayed", even if
+# none failed: a worker or the broker may be away. They normally finish within seconds.
+ORDER_DELAYED_AFTER = timedelta(minutes=2)
+IN_FLIGHT = (FollowUp.Status.PENDING, FollowUp.Status.RUNNING, FollowUp.Status.RETRYING)
+
+
+@dataclass(frozen=True)
+class FollowUpProgress:
+    follow_up: FollowUp
+    sentence: str  # "Email delivery is retrying (1 attempt so far)"
+    meaning: str  # for a dead one: what it means for the customer; else ""
+
+
+@dataclass(frozen=True)
+class OrderProgress:
+    """Where an order stands, for the order page, the API and the confirmation email."""
+
+    state: str  # an ``Order.Status`` value
+    in_flight: bool  # something is still pending, running or retrying: the page keeps polling
+    follow_ups: list[FollowUpProgress]
+
+    @property
+    def label(self) -> str:
+        return Order.Status(self.state).label
+
+
+def order_state(follow_ups: list[FollowUp], *, now: datetime | None = None) -> str:
+    """The one place an order's state is decided, from its follow-ups.
+
+    Needs our attention once any is dead (even while others still run: someone has to act);
+    ready once all succeeded; delayed while one is retrying or any has been unfinished longer
+    than ``ORDER_DELAYED_AFTER``; placed otherwise.
+    """
+    now = now or timezone.now()
+    if any(f.status == FollowUp.Status.DEAD for f in follow_ups):
+        return Order.Status.NEEDS_ATTENTION
+    if follow_ups and all(f.status == FollowUp.Status.SUCCEEDED for f in follow_ups):
+        return Order.Status.READY
+    if any(
+        f.status == FollowUp.Status.RETRYING
+        or (f.status in IN_FLIGHT and now - f.created_at > ORDER_DELAYED_AFTER)
+        for f in follow_ups
+    ):
+        return Order.Status.DELAYED
+    return Order.Status.PLACED
+
+
+def order_progress(order: Order, follow_ups: list[FollowUp] | None = None) -> OrderProgress:
+    follow_ups = order_follow_ups(order) if follow_ups is None else list(follow_ups)
+    return OrderProgress(
+        state=order_state(follow_ups),
+        in_flight=any(f.status in IN_FLIGHT for f in follow_ups),
+        follow_ups=[
+            FollowUpProgress(
+                follow_up=f,
+                sentence=follow_up_progress(f),
+                meaning=(
+                    FOLLOW_UP_DEAD_MEANING.get(f.kind, "").format(email=order.email)
+                    if f.status == FollowUp.Status.DEAD
+                    else ""
+                ),
+            )
+            for f in follow_ups
+        ],
+    )
+
+
+def order_confirmation_notice(order: Order) -> str:
+    """What the confirmation email says about the rest of the order, when there is something
+    to say: another follow-up is delayed or needs our attention. Empty otherwise."""
+    others = [f for f in order_follow_ups(order) if f.kind != CONFIRMATION_EMAIL]
+    progress = order_progress(order, others)
+    if progress.state == Order.Status.NEEDS_ATTENTION:
+        meanings = " ".join(f.meaning for f in progress.follow_ups if f.meaning)
+        return f"{meanings} Our team has been told and is on it; there is nothing you need to do."
+    if progress.state == Order.Status.DELAYED:
+        return (
+            "Part of your order is taking longer than usual. We will keep trying; there is "
+            "nothing you need to do."
+        )
+    return ""
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
 def follow_up_progress(follow_up: FollowUp) -> str:
-    """One sentence for the order page: "Email delivery is retrying, attempt 2"."""
+    """One sentence for the order page: "Email delivery is retrying (1 attempt so far)".
+
+    Every count is ``attempts``, the one the page's Attempts column shows: the attempts made,
+    the current one included.
+    """
     activity = FOLLOW_UP_ACTIVITY.get(follow_up.kind, follow_up.kind_label)
     if follow_up.status == FollowUp.Status.PENDING:
         return f"{activity} is waiting to start"
     if follow_up.status == FollowUp.Status.RUNNING:
         return f"{activity} is running, attempt {follow_up.attempts}"
     if follow_up.status == FollowUp.Status.RETRYING:
-        # ``attempts`` counts the attempts made; the retry is the next one.
-        return f"{activity} is retrying, attempt {follow_up.attempts + 1}"
+        return f"{activity} is retrying ({_attempts(follow_up.attempts)} so far)"
     if follow_up.status == FollowUp.Status.DEAD:
-        return f"{activity} stopped after {follow_up.attempts} attempts"
+        return f"{activity} stopped after {_attempts(follow_up.attempts)}"
     return f"{activity} is done"

@@ -235,6 +235,7 @@ def _order_create(
         address_country=address.country,
         total=total,
         payment_reference=payment_reference,
+        card_last4=attempt.card_last4,
     )
     # Compare-and-set: if the engine voided this charge meanwhile (the request hung past the
     # wait), the order must not commit on a void charge.
@@ -378,10 +379,17 @@ def _order_for_idempotency_key(key: str, request_hash: str) -> Order | None:
 
 
 def confirmation_email_send(*, order: Order) -> dict:
+    from orders.selectors import order_confirmation_notice  # selectors import this module's kinds
+
     lines = list(order.lines.all())
     body = render_to_string(
         "orders/email/confirmation.txt",
-        {"order": order, "lines": lines, "order_url": f"{settings.SITE_URL}/orders/{order.pk}/"},
+        {
+            "order": order,
+            "lines": lines,
+            "order_url": f"{settings.SITE_URL}/orders/{order.pk}/",
+            "notice": order_confirmation_notice(order),
+        },
     )
     sent = email_send(
         purpose_key=f"order-{order.pk}-confirmation",

@@ -34,6 +34,9 @@ def no_referrer(view):
 @require_http_methods(["GET", "POST"])
 def checkout(request):
     cart = Cart(request.session)
+    if request.method == "GET":
+        for change in cart.fit_to_stock():  # stock fell under the cart since it was filled
+            messages.warning(request, change.notice)
     lines = cart.lines()
     form = CheckoutForm(request.POST or None, initial={"token": _checkout_token_issue(request)})
     client = request.META.get("REMOTE_ADDR") or "unknown"
@@ -85,8 +88,16 @@ def checkout(request):
             services.checkout_failure_record(client=client)
             form.add_error("card_number", exc.message)
         except services.OutOfStock as exc:
-            messages.error(request, str(exc))
-            return redirect("shop:cart_detail")
+            # Stock changed under the form: the cart takes what is left, the form keeps what was
+            # typed, and the shopper checks the new total and submits again.
+            changes = cart.fit_to_stock()
+            for change in changes:
+                messages.warning(request, change.notice)
+            if not changes:
+                messages.error(request, str(exc))
+            lines = cart.lines()
+            if not lines:
+                return redirect("shop:cart_detail")
         except services.CheckoutError as exc:
             messages.error(request, str(exc))
         else:
@@ -155,16 +166,15 @@ def order_detail(request, order_id: str):
         if request.headers.get("HX-Request")
         else "orders/order_detail.html"
     )
-    follow_ups = selectors.order_follow_ups(order)
     response = render(
         request,
         template,
         {
             "order": order,
-            "status": selectors.order_status(order, follow_ups),
-            "follow_ups": [
-                (follow_up, selectors.follow_up_progress(follow_up)) for follow_up in follow_ups
-            ],
+            "progress": selectors.order_progress(order),
+            # The state the polling page shows now: its live region is replaced (and so read
+            # out by screen readers) only when the state changes, not on every poll.
+            "shown_state": request.GET.get("shown", ""),
         },
     )
     patch_vary_headers(response, ["HX-Request"])  # one URL, two bodies: caches must tell them apart

@@ -48,7 +48,10 @@ def product_image(request, sku: str):
 
 @require_GET
 def cart_detail(request):
-    lines = Cart(request.session).lines()
+    cart = Cart(request.session)
+    for change in cart.fit_to_stock():  # stock fell under the cart since it was filled
+        messages.warning(request, change.notice)
+    lines = cart.lines()
     return render(request, "shop/cart.html", {"lines": lines, "total": cart_total(lines)})
 
 
@@ -58,25 +61,34 @@ def cart_add(request, sku: str):
     if product is None:
         raise Http404("No such product")
     form = CartQuantityForm(request.POST or {"quantity": 1})
-    if not form.is_valid() or form.cleaned_data["quantity"] < 1:
-        messages.error(request, "Choose a quantity between 1 and 99.")
+    if not form.is_valid():
+        messages.error(request, f"{form.errors['quantity'][0]} {product.name} was not added.")
         return redirect("shop:product_detail", sku=sku)
-    cart = Cart(request.session)
-    cart.add(sku, form.cleaned_data["quantity"])
-    if cart.quantities[sku] > product.stock:
-        messages.warning(request, f"Only {product.stock} of {product.name} in stock.")
-    messages.success(request, f"Added {product.name} to your cart.")
+    if form.cleaned_data["quantity"] < 1:
+        messages.error(request, f"Choose a quantity of 1 or more. {product.name} was not added.")
+        return redirect("shop:product_detail", sku=sku)
+    change = Cart(request.session).add(product, form.cleaned_data["quantity"])
+    if change.capped:
+        messages.warning(request, change.notice)
+    else:
+        messages.success(request, f"Added {product.name} to your cart.")
     return redirect("shop:cart_detail")
 
 
 @require_POST
 def cart_update(request, sku: str):
+    product = selectors.product_get(sku=sku)
+    if product is None:
+        raise Http404("No such product")
     form = CartQuantityForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a quantity between 0 and 99.")
+        messages.error(request, f"{form.errors['quantity'][0]} {product.name} was not changed.")
         return redirect("shop:cart_detail")
-    Cart(request.session).set(sku, form.cleaned_data["quantity"])
-    messages.success(request, "Cart updated.")
+    change = Cart(request.session).put(product, form.cleaned_data["quantity"])
+    if change.capped:
+        messages.warning(request, change.notice)
+    else:
+        messages.success(request, "Cart updated.")
     return redirect("shop:cart_detail")
 
 

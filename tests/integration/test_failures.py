@@ -129,7 +129,7 @@ def test_a_provider_that_keeps_failing_makes_a_dead_letter_after_the_last_attemp
     warehouse.configure(outage=False)
     healthy = place(client, ProductFactory())
     wait_statuses(healthy["id"], READY)
-    assert client.get(f"/api/orders/{order['id']}/").json()["status"] == "placed"
+    assert client.get(f"/api/orders/{order['id']}/").json()["status"] == "needs_attention"
 
 
 def test_replaying_a_dead_letter_runs_it_once_more_and_only_once(

@@ -165,7 +165,7 @@ def test_a_permanent_warehouse_rejection_becomes_a_dead_letter_and_spares_the_re
         message="email and invoice to succeed",
     )
     body = order_json(client, placed["id"])
-    assert body["status"] == "placed"
+    assert body["status"] == "needs_attention"
     assert {f["kind"]: f["status"] for f in body["follow_ups"]} == {
         "confirmation_email": "succeeded",
         "warehouse_sync": "dead",

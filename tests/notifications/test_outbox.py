@@ -61,3 +61,28 @@ def test_an_email_whose_sender_crashed_before_handing_it_over_is_kept_once_after
     assert not sent.already_sent
     assert [m.message_id for m in OutboxMessage.objects.all()] == ["<welcome-4@example.com>"]
     assert EmailDelivery.objects.get(purpose_key="welcome-4").attempts == 2
+
+
+def test_the_outbox_shows_who_sent_a_message_and_its_links_are_clickable(
+    client, settings, outbox_backend
+):
+    settings.DEBUG = True
+    settings.DEFAULT_FROM_EMAIL = "Celery Shop <shop@example.com>"
+    email_send(
+        purpose_key="welcome-5",
+        recipient="ann@example.com",
+        subject="Your order",
+        body="Follow it here:\nhttp://127.0.0.1:8000/orders/1234/\n",
+    )
+    message = OutboxMessage.objects.get()
+
+    listing = client.get("/dev/outbox/").content.decode()
+    shown = client.get(f"/dev/outbox/{message.pk}/").content.decode()
+
+    assert message.from_email == "Celery Shop <shop@example.com>"
+    assert "Celery Shop &lt;shop@example.com&gt;" in listing
+    assert "<strong>From:</strong> Celery Shop &lt;shop@example.com&gt;" in shown
+    assert (
+        '<a href="http://127.0.0.1:8000/orders/1234/" rel="nofollow">'
+        "http://127.0.0.1:8000/orders/1234/</a>" in shown
+    )

@@ -1,17 +1,42 @@
-"""The order page updates itself (htmx polls a partial) and says what is happening in words."""
+"""The order page updates itself (htmx polls a partial), says what is happening in words, and
+gives every order a state the customer understands: ready, delayed, or needs our attention."""
+
+import re
+from datetime import timedelta
 
 import pytest
+from django.core import mail
+from django.utils import timezone
 
 from follow_ups.models import FollowUp
-from orders.selectors import follow_up_progress
+from orders import services
+from orders.selectors import ORDER_DELAYED_AFTER, follow_up_progress, order_progress
 from tests.factories import ProductFactory, place_order
 
 pytestmark = pytest.mark.django_db
+
+INTERNAL_ERRORS = {
+    "confirmation_email": "EmailTemporaryFailure: SMTP 451 4.3.0 mail.internal.example busy",
+    "warehouse_sync": 'WarehouseUnavailable: HTTP 503: {"error": "outage"}',
+    "invoice": "RuntimeError: /srv/invoices/render.py line 12",
+}
 
 
 @pytest.fixture
 def order():
     return place_order((ProductFactory(), 1)).order
+
+
+def set_follow_up(order, kind, status, attempts, error=None):
+    FollowUp.objects.filter(label=order.number, kind=kind).update(
+        status=status, attempts=attempts, last_error=error or INTERNAL_ERRORS[kind]
+    )
+
+
+def progress_part(client, order, shown="placed") -> str:
+    response = client.get(f"/orders/{order.pk}/", {"shown": shown}, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    return response.content.decode()
 
 
 def test_a_placed_order_page_polls_for_its_progress(client, order):
@@ -33,16 +58,6 @@ def test_polling_gets_the_progress_part_alone(client, order):
     assert "HX-Request" in response["Vary"]
 
 
-def test_a_retry_is_told_in_words_with_the_attempt_to_come(client, order):
-    FollowUp.objects.filter(label=order.number, kind="confirmation_email").update(
-        status="retrying", attempts=1, last_error="SMTP 451"
-    )
-
-    body = client.get(f"/orders/{order.pk}/", headers={"HX-Request": "true"}).content.decode()
-
-    assert "Email delivery is retrying, attempt 2" in body
-
-
 def test_a_ready_order_stops_polling(client, order):
     FollowUp.objects.filter(label=order.number).update(status="succeeded", attempts=1)
 
@@ -52,13 +67,164 @@ def test_a_ready_order_stops_polling(client, order):
     assert "hx-trigger" not in body
 
 
+def test_a_retrying_follow_up_makes_the_order_delayed_with_nothing_for_the_customer_to_do(
+    client, order
+):
+    set_follow_up(order, "warehouse_sync", "retrying", 2)
+
+    page = client.get(f"/orders/{order.pk}/").content.decode()
+
+    assert "Delayed" in page
+    assert "We will keep trying; there is nothing you need to do." in page
+    assert 'hx-trigger="every 2s"' in page  # the retry is in flight: the page keeps asking
+    assert "HTTP 503" not in page and "outage" not in page
+
+
+def test_an_order_waiting_longer_than_usual_is_delayed(order):
+    assert order_progress(order).state == "placed"
+
+    FollowUp.objects.filter(label=order.number).update(
+        created_at=timezone.now() - ORDER_DELAYED_AFTER - timedelta(seconds=1)
+    )
+
+    assert order_progress(order).state == "delayed"
+
+
+def test_a_dead_follow_up_needs_our_attention_and_says_what_it_means(client, order):
+    set_follow_up(order, "confirmation_email", "succeeded", 1, error="")
+    set_follow_up(order, "invoice", "succeeded", 1, error="")
+    set_follow_up(order, "warehouse_sync", "dead", 8)
+
+    page = client.get(f"/orders/{order.pk}/").content.decode()
+
+    assert "Needs our attention" in page
+    assert "Our team has been told and is on it; there is nothing you need to do." in page
+    assert "Your order has not reached our warehouse yet" in page
+    assert "Warehouse sync stopped after 8 attempts" in page
+    assert "hx-trigger" not in page  # nothing is in flight: the page stops asking
+    assert "503" not in page and "outage" not in page and "gave up" not in page
+
+
+def test_a_dead_confirmation_names_the_address_it_could_not_reach(client, order):
+    set_follow_up(order, "confirmation_email", "dead", 1)
+
+    page = client.get(f"/orders/{order.pk}/").content.decode()
+
+    assert "We could not email your confirmation to ann@example.com." in page
+    assert re.search(r"Email delivery stopped after 1 attempt\s*<", page)
+    assert "1 attempts" not in page
+    assert 'hx-trigger="every 2s"' in page  # the warehouse sync and invoice still run
+
+
+def test_no_internal_error_reaches_the_customer_in_any_state(client, order):
+    for status in ("retrying", "dead"):
+        for kind in INTERNAL_ERRORS:
+            set_follow_up(order, kind, status, 3)
+        page = client.get(f"/orders/{order.pk}/").content.decode()
+        api = client.get(f"/api/orders/{order.pk}/").content.decode()
+        for error in INTERNAL_ERRORS.values():
+            for fragment in (error, error.split(":")[0], error[-20:]):
+                assert fragment not in page
+                assert fragment not in api
+
+
+def test_the_attempts_column_and_the_sentence_count_the_same_attempts(client, order):
+    set_follow_up(order, "confirmation_email", "retrying", 1)
+
+    body = progress_part(client, order)
+
+    row = body[body.index('data-kind="confirmation_email"') :]
+    row = row[: row.index("</tr>")]
+    assert '<td data-label="Attempts" class="num">1</td>' in row
+    assert "Email delivery is retrying (1 attempt so far)" in row
+    assert "attempt 2" not in row
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "attempts", "words"),
     [
+        ("confirmation_email", "pending", 0, "Email delivery is waiting to start"),
         ("warehouse_sync", "running", 3, "Warehouse sync is running, attempt 3"),
+        ("warehouse_sync", "retrying", 2, "Warehouse sync is retrying (2 attempts so far)"),
         ("invoice", "dead", 8, "Invoice rendering stopped after 8 attempts"),
+        ("confirmation_email", "dead", 1, "Email delivery stopped after 1 attempt"),
         ("invoice", "succeeded", 1, "Invoice rendering is done"),
     ],
 )
 def test_each_state_has_its_sentence(kind, status, attempts, words):
     assert follow_up_progress(FollowUp(kind=kind, status=status, attempts=attempts)) == words
+
+
+def test_the_state_is_a_live_region_for_screen_readers(client, order):
+    page = client.get(f"/orders/{order.pk}/").content.decode()
+
+    region = page[page.index('id="order-state"') - 40 :]
+    region = region[: region.index("</div>")]
+    assert 'role="status"' in region and 'aria-live="polite"' in region
+    assert "Order placed" in region
+    # The live region sits outside the part that polling replaces, so it is never re-created.
+    assert page.index('id="order-state"') < page.index('id="order-progress"')
+
+
+def test_a_poll_replaces_the_live_regions_words_only_when_the_state_changed(client, order):
+    assert 'hx-swap-oob="innerHTML"' not in progress_part(client, order, shown="placed")
+
+    set_follow_up(order, "warehouse_sync", "retrying", 1)
+
+    changed = progress_part(client, order, shown="placed")
+    assert 'id="order-state" hx-swap-oob="innerHTML"' in changed
+    assert "Delayed" in changed[changed.index('id="order-state"') :]
+    assert 'hx-swap-oob="innerHTML"' not in progress_part(client, order, shown="delayed")
+
+
+@pytest.mark.parametrize(
+    ("statuses", "state"),
+    [
+        ({}, "placed"),
+        ({"warehouse_sync": "retrying"}, "delayed"),
+        ({"warehouse_sync": "retrying", "invoice": "dead"}, "needs_attention"),
+        ({"confirmation_email": "dead"}, "needs_attention"),
+        (
+            {
+                "confirmation_email": "succeeded",
+                "warehouse_sync": "succeeded",
+                "invoice": "succeeded",
+            },
+            "ready",
+        ),
+    ],
+)
+def test_the_api_status_is_the_pages_state_and_keeps_its_fields(client, order, statuses, state):
+    for kind, status in statuses.items():
+        set_follow_up(order, kind, status, 1)
+
+    body = client.get(f"/api/orders/{order.pk}/").json()
+
+    assert body["status"] == state
+    assert set(body) == {"id", "number", "status", "total", "follow_ups"}
+    assert order_progress(order).state == state
+
+
+def test_the_confirmation_email_says_when_the_rest_of_the_order_needs_our_attention(
+    order, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    set_follow_up(order, "warehouse_sync", "dead", 1)
+
+    services.confirmation_email_send(order=order)
+
+    (sent,) = mail.outbox
+    assert "Your order has not reached our warehouse yet" in sent.body
+    assert "Our team has been told and is on it" in sent.body
+    assert "HTTP 503" not in sent.body
+
+
+def test_the_confirmation_email_says_nothing_extra_while_the_order_runs_normally(order, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # The confirmation is itself running while it is sent: that is not a delay.
+    set_follow_up(order, "confirmation_email", "running", 1, error="")
+
+    services.confirmation_email_send(order=order)
+
+    (sent,) = mail.outbox
+    assert "Our team" not in sent.body and "longer than usual" not in sent.body

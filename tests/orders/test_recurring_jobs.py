@@ -26,7 +26,7 @@ from orders.models import (
     SalesReport,
     WarehouseCursor,
 )
-from orders.selectors import order_status
+from orders.selectors import order_progress
 from orders.services import shipment_create
 from scheduling.models import JobRun
 from scheduling.services import schedules_sync
@@ -303,7 +303,7 @@ def test_the_shipped_email_does_not_change_whether_an_order_is_ready(shipped_ord
 
     (shipped_email,) = rows(recurring.SHIPPED_EMAIL)
     assert shipped_email.status == "pending"
-    assert order_status(shipped_order) == "ready"
+    assert order_progress(shipped_order).state == "ready"
 
 
 def test_the_review_request_is_handed_over_once_n_days_after_shipping(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0005_email_faults_moved_to_devtools'),
+        ('notifications', '0006_outbox_message_from_email'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0006_scheduling_models_move_out'),
+        ('orders', '0007_order_card_last4'),
     ]
 
     operations = [
