@@ -1,6 +1,14 @@
 from django import forms
 
 
+class CardNumberInput(forms.TextInput):
+    """Never written back into a page: a form shown again (a refused card, stock that changed)
+    keeps everything else typed, and asks for the card again."""
+
+    def format_value(self, value):
+        return None
+
+
 class CheckoutForm(forms.Form):
     # autocomplete tokens (WHATWG autofill) let browsers and password managers fill the form.
     email = forms.EmailField(
@@ -30,7 +38,7 @@ class CheckoutForm(forms.Form):
     card_number = forms.CharField(
         label="Card number",
         max_length=23,
-        widget=forms.TextInput(attrs={"autocomplete": "cc-number", "inputmode": "numeric"}),
+        widget=CardNumberInput(attrs={"autocomplete": "cc-number", "inputmode": "numeric"}),
     )
     # Consent for the one optional email: unticked unless the shopper ticks it.
     remind_me = forms.BooleanField(

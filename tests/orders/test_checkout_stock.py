@@ -47,8 +47,11 @@ def test_stock_that_falls_during_checkout_keeps_the_form_and_shows_the_new_total
 
     assert response.status_code == 200  # the checkout page again, not a bounce to the cart
     page = response.content.decode()
-    for value in TYPED.values():
-        assert f'value="{value}"' in page
+    for name, value in TYPED.items():
+        if name == "card_number":  # a card number is never written back into a page
+            assert f'value="{value}"' not in page
+        else:
+            assert f'value="{value}"' in page
     assert [str(m) for m in response.context["messages"]] == [
         "Only 1 of Celery seeds in stock, so your cart has 1."
     ]
