@@ -3,14 +3,17 @@
 An order's id (a UUID in ``/orders/<id>/`` and ``/api/orders/<id>/``) is the only key to the
 customer's name and address, so no log line may carry one: not the access log (gunicorn's, with
 ``config/gunicorn.conf.py``; runserver's ``django.server``), not Django's "Not Found: <path>"
-warnings, not ours. Every UUID in a line is replaced; no other UUID appears in a URL here.
+warnings, not ours. A UUID is replaced where it names an order: in an order's path
+(``orders/<id>``, with or without dashes) and as a follow-up's subject (``order:<id>``). Other ids
+(task ids, request ids, keys) are left alone: logs are grepped for them.
 """
 
 import logging
 import re
 
 UUID = re.compile(
-    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+    r"(?<=orders/)(?:[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12})"
+    r"|(?<=order:)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 REDACTED = "<redacted>"
 

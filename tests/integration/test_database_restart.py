@@ -265,7 +265,8 @@ def test_checkouts_answer_503_while_postgres_restarts_and_every_saved_order_beco
     saved_despite_503 = set(ledger.orders) - set(placed)
     assert len(saved_despite_503) <= CLIENTS, saved_despite_503
     assert ledger.stock == STOCK - len(ledger.orders)
-    assert set(ledger.follow_ups) == {f"order:{order_id}" for order_id in ledger.orders}
+    order_subjects = {subject for subject in ledger.follow_ups if subject.startswith("order:")}
+    assert order_subjects == {f"order:{order_id}" for order_id in ledger.orders}
     for order_id in ledger.orders:
         kinds = sorted(kind for kind, _ in ledger.follow_ups[f"order:{order_id}"])
         assert kinds == sorted(CHECKOUT_KINDS), (order_id, kinds)
@@ -285,6 +286,27 @@ def test_checkouts_answer_503_while_postgres_restarts_and_every_saved_order_beco
         # Only an execution running when the server stopped can, so at most one per worker child.
         warnings.warn(f"confirmation resent with the same Message-ID: {resent}", stacklevel=1)
     assert sum(resent.values()) <= WORKER_CONCURRENCY, resent
+
+    # --- Money: every charge at the gateway has its order, or is voided --------------------------
+    # A checkout cut off between the charge and the order's commit could not even record its
+    # failure while the database was away: its void waits PAYMENT_VOID_AFTER_SECONDS (production:
+    # 60 s) after its attempt, then the relay publishes it.
+    def charges_settled() -> Counter | None:
+        with psycopg.connect(stack.database_url, connect_timeout=5) as connection:
+            outcomes = Counter(
+                "ordered" if order_id else status
+                for status, order_id in connection.execute(
+                    "SELECT charge.status, attempt.order_id FROM devtools_simulatedcharge charge "
+                    "JOIN orders_paymentattempt attempt "
+                    "ON attempt.id::text = charge.idempotency_key"
+                )
+            )
+        return outcomes if set(outcomes) <= {"ordered", "voided"} else None
+
+    charges = wait_until(
+        charges_settled, timeout=90, interval=1, message="every charge without an order voided"
+    )
+    assert charges["ordered"] == len(ledger.orders), charges
 
     # The relay and the web reconnected by themselves; neither was restarted.
     assert stack.relay.popen.poll() is None

@@ -41,3 +41,23 @@ def test_a_not_found_warning_carries_no_order_id(console, client):
     written = console.getvalue()
     assert "Not Found: /orders/<redacted>/" in written
     assert str(unknown) not in written and unknown.hex not in written
+
+
+def test_an_order_path_without_dashes_is_redacted_and_request_ids_are_not(console):
+    order_id = uuid.uuid4()
+    request_id = uuid.uuid4().hex
+    logging.getLogger("django.server").info(
+        '"GET /orders/%s/ HTTP/1.1" 404 179 request_id=%s', order_id.hex, request_id
+    )
+    written = console.getvalue()
+    assert "/orders/<redacted>/" in written and order_id.hex not in written
+    assert f"request_id={request_id}" in written  # logs are grepped for it
+
+
+def test_task_ids_stay_greppable(console):
+    task_id = str(uuid.uuid4())
+    order_id = uuid.uuid4()
+    logging.getLogger("jobs").info('{"task_id": "%s", "subject": "order:%s"}', task_id, order_id)
+    logging.getLogger("django.server").info("task %s done", task_id)
+    written = console.getvalue()
+    assert f"task {task_id} done" in written
