@@ -28,7 +28,8 @@ from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Model, QuerySet
+from django.db.models import F, Model, Q, QuerySet
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
@@ -291,11 +292,70 @@ class Claim:
 def follow_up_claim(*, follow_up_id: int) -> Claim | None:
     """Take the follow-up for one execution, or ``None`` if it is not ours to run now.
 
-    Claimable: pending; retrying and due; running with a lapsed lease (its execution is gone). A
-    row held under a live lease is not: a re-delivered copy of a message whose execution is alive
-    does nothing. The update is a compare-and-set on what was read, so of two racing claims one wins.
+    Claimable: pending or retrying, and due (``next_attempt_at`` unset, or at most
+    ``CLOCK_TOLERANCE_SECONDS`` ahead); running with a lapsed lease (its execution is gone). A row
+    held under a live lease is not: a re-delivered copy of a message whose execution is alive does
+    nothing. Of two racing claims one wins.
+
+    The usual case, a claimable row of a declared kind under its attempt limit, is one
+    ``UPDATE … RETURNING`` that decides and takes it at once. Everything else (a copy of a
+    message whose row is taken, an attempt limit spent, an undeclared kind, a database without
+    RETURNING) reads the row and decides with a compare-and-set on what was read.
     """
     now = timezone.now()
+    token = secrets.token_hex(16)
+    if connection.features.can_return_columns_from_insert:  # PostgreSQL, SQLite >= 3.35
+        follow_up = _follow_up_take(follow_up_id=follow_up_id, now=now, token=token)
+        if follow_up is not None:
+            return Claim(follow_up=follow_up, kind=registry.kind_get(follow_up.kind))
+    return _follow_up_claim_as_read(follow_up_id=follow_up_id, now=now, token=token)
+
+
+def _claimable_filter(now) -> Q:
+    """Rows an execution may take now (see ``follow_up_claim``); the SQL twin of ``_claimable``."""
+    due = Q(next_attempt_at__isnull=True) | Q(
+        next_attempt_at__lte=now + timedelta(seconds=CLOCK_TOLERANCE_SECONDS)
+    )
+    lapsed = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    waiting = (FollowUp.Status.PENDING, FollowUp.Status.RETRYING)
+    return (Q(status__in=waiting) & due) | (Q(status=FollowUp.Status.RUNNING) & lapsed)
+
+
+def _claim_fields(now, token: str) -> dict:
+    return {
+        "status": FollowUp.Status.RUNNING,
+        "attempts": F("attempts") + 1,
+        "started_at": now,
+        "finished_at": None,
+        "next_attempt_at": None,
+        "lease_token": token,
+        "lease_expires_at": now + timedelta(seconds=settings.FOLLOW_UP_LEASE_SECONDS),
+        "updated_at": now,
+    }
+
+
+def _follow_up_take(*, follow_up_id: int, now, token: str) -> FollowUp | None:
+    """The claim as one statement: ``UPDATE … WHERE <claimable, declared, under its limit>
+    RETURNING *``. ``None`` when the row is not claimable that way; the caller then reads it.
+
+    Django has no queryset API for RETURNING on an UPDATE: the UPDATE is compiled by the ORM
+    (so values are adapted as for any update) and the RETURNING clause appended.
+    """
+    under_limit = Q(pk__in=[])  # no kind declared: nothing is taken here
+    for kind in registry.kinds():
+        under_limit |= Q(kind=kind.name, attempts__lt=kind.attempt_limit)
+    rows = FollowUp.objects.filter(_claimable_filter(now), under_limit, pk=follow_up_id)
+    update = rows.query.chain(UpdateQuery)
+    update.add_update_values(_claim_fields(now, token))
+    statement, params = update.get_compiler(rows.db).as_sql()
+    columns = ", ".join(
+        connection.ops.quote_name(field.column) for field in FollowUp._meta.concrete_fields
+    )
+    taken = list(FollowUp.objects.raw(f"{statement} RETURNING {columns}", params))
+    return taken[0] if taken else None
+
+
+def _follow_up_claim_as_read(*, follow_up_id: int, now, token: str) -> Claim | None:
     follow_up = FollowUp.objects.filter(pk=follow_up_id).first()
     if follow_up is None or not _claimable(follow_up, now):
         return None
@@ -325,23 +385,11 @@ def follow_up_claim(*, follow_up_id: int) -> Claim | None:
         if buried:
             logger.error("follow-up %s (%s) is dead: attempt limit spent", follow_up.pk, kind.name)
         return None
-    token = secrets.token_hex(16)
-    claimed = same_as_read.update(
-        status=FollowUp.Status.RUNNING,
-        attempts=F("attempts") + 1,
-        started_at=now,
-        finished_at=None,
-        next_attempt_at=None,
-        lease_token=token,
-        lease_expires_at=now + timedelta(seconds=settings.FOLLOW_UP_LEASE_SECONDS),
-        updated_at=now,
-    )
-    if not claimed:
+    fields = _claim_fields(now, token)
+    if not same_as_read.update(**fields):
         return None
-    follow_up.status = FollowUp.Status.RUNNING
-    follow_up.attempts += 1
-    follow_up.started_at = now
-    follow_up.lease_token = token
+    for name, value in fields.items():
+        setattr(follow_up, name, follow_up.attempts + 1 if name == "attempts" else value)
     return Claim(follow_up=follow_up, kind=kind)
 
 
