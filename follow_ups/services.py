@@ -35,6 +35,7 @@ from kombu.exceptions import KombuError
 
 from follow_ups import registry
 from follow_ups.models import FollowUp
+from follow_ups.signals import follow_up_claim_decided
 
 logger = logging.getLogger(__name__)
 
@@ -304,11 +305,18 @@ def follow_up_claim(*, follow_up_id: int) -> Claim | None:
     """
     now = timezone.now()
     token = secrets.token_hex(16)
+    claim, follow_up = None, None
     if connection.features.can_return_columns_from_insert:  # PostgreSQL, SQLite >= 3.35
         follow_up = _follow_up_take(follow_up_id=follow_up_id, now=now, token=token)
         if follow_up is not None:
-            return Claim(follow_up=follow_up, kind=registry.kind_get(follow_up.kind))
-    return _follow_up_claim_as_read(follow_up_id=follow_up_id, now=now, token=token)
+            claim = Claim(follow_up=follow_up, kind=registry.kind_get(follow_up.kind))
+    if claim is None:
+        claim, follow_up = _follow_up_claim_as_read(follow_up_id=follow_up_id, now=now, token=token)
+    # The job log names the follow-up from this row, so it never reads the row itself.
+    follow_up_claim_decided.send(
+        sender=FollowUp, follow_up_id=follow_up_id, follow_up=follow_up, claimed=claim is not None
+    )
+    return claim
 
 
 def _claimable_filter(now) -> Q:
@@ -355,15 +363,18 @@ def _follow_up_take(*, follow_up_id: int, now, token: str) -> FollowUp | None:
     return taken[0] if taken else None
 
 
-def _follow_up_claim_as_read(*, follow_up_id: int, now, token: str) -> Claim | None:
+def _follow_up_claim_as_read(
+    *, follow_up_id: int, now, token: str
+) -> tuple[Claim | None, FollowUp | None]:
+    """The claim as a read, then a compare-and-set on what was read; returns it and the row read."""
     follow_up = FollowUp.objects.filter(pk=follow_up_id).first()
     if follow_up is None or not _claimable(follow_up, now):
-        return None
+        return None, follow_up
     try:
         kind = registry.kind_get(follow_up.kind)
     except registry.UnknownKind as exc:  # written by a newer release, or a kind since removed
         follow_up_bury_unrunnable(follow_up_ids=[follow_up.pk], error=str(exc))
-        return None
+        return None, follow_up
     same_as_read = FollowUp.objects.filter(
         pk=follow_up.pk,
         status=follow_up.status,
@@ -384,13 +395,13 @@ def _follow_up_claim_as_read(*, follow_up_id: int, now, token: str) -> Claim | N
         )
         if buried:
             logger.error("follow-up %s (%s) is dead: attempt limit spent", follow_up.pk, kind.name)
-        return None
+        return None, follow_up
     fields = _claim_fields(now, token)
     if not same_as_read.update(**fields):
-        return None
+        return None, follow_up
     for name, value in fields.items():
         setattr(follow_up, name, follow_up.attempts + 1 if name == "attempts" else value)
-    return Claim(follow_up=follow_up, kind=kind)
+    return Claim(follow_up=follow_up, kind=kind), follow_up
 
 
 def _claimable(follow_up: FollowUp, now) -> bool:
