@@ -209,7 +209,14 @@ class SMTPRecorder:
         self.refused_recipients: dict[str, str] = {}  # address -> RCPT reply, for good
         self.delays: dict[str, list[float]] = {"RCPT": [], "DATA": []}
         self.before_replies: list[Callable[[], None]] = []
+        self.sessions: list = []  # the server side of every connection made, for close_connections
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with self.lock:
+            self.sessions.append(server)
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         await self._delay("RCPT")
@@ -231,6 +238,7 @@ class SMTPRecorder:
             self.messages.append(
                 {
                     "to": list(envelope.rcpt_tos),
+                    "peer": session.peer,  # the client's address: one per SMTP connection
                     "subject": parsed["Subject"],
                     "message_id": parsed["Message-ID"],
                     "body": parsed.get_payload(decode=True).decode(errors="replace"),
@@ -278,6 +286,19 @@ class SMTPRecorder:
         """Run ``action`` (in the server's thread) once the next message is kept, before its 250."""
         with self.lock:
             self.before_replies.append(action)
+
+    def close_connections(self) -> None:
+        """Close every client connection from the server's side, as an idle timeout does."""
+        with self.lock:
+            sessions, self.sessions = self.sessions, []
+
+        async def close():
+            for server in sessions:
+                if server.transport is not None:
+                    server.transport.close()
+            await asyncio.sleep(0.05)  # the loop sends the FINs before this returns
+
+        asyncio.run_coroutine_threadsafe(close(), self.controller.loop).result(timeout=5)
 
     def message_ids(self) -> list[str]:
         with self.lock:
