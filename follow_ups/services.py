@@ -28,8 +28,7 @@ from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Model, Q, QuerySet
-from django.db.models.sql import UpdateQuery
+from django.db.models import F, Model, QuerySet
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
@@ -319,16 +318,6 @@ def follow_up_claim(*, follow_up_id: int) -> Claim | None:
     return claim
 
 
-def _claimable_filter(now) -> Q:
-    """Rows an execution may take now (see ``follow_up_claim``); the SQL twin of ``_claimable``."""
-    due = Q(next_attempt_at__isnull=True) | Q(
-        next_attempt_at__lte=now + timedelta(seconds=CLOCK_TOLERANCE_SECONDS)
-    )
-    lapsed = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
-    waiting = (FollowUp.Status.PENDING, FollowUp.Status.RETRYING)
-    return (Q(status__in=waiting) & due) | (Q(status=FollowUp.Status.RUNNING) & lapsed)
-
-
 def _claim_fields(now, token: str) -> dict:
     return {
         "status": FollowUp.Status.RUNNING,
@@ -346,21 +335,67 @@ def _follow_up_take(*, follow_up_id: int, now, token: str) -> FollowUp | None:
     """The claim as one statement: ``UPDATE … WHERE <claimable, declared, under its limit>
     RETURNING *``. ``None`` when the row is not claimable that way; the caller then reads it.
 
-    Django has no queryset API for RETURNING on an UPDATE: the UPDATE is compiled by the ORM
-    (so values are adapted as for any update) and the RETURNING clause appended.
+    Django has no queryset API for RETURNING on an UPDATE, and building the condition with the
+    ORM for every claim cost more CPU than the query it saved (bench.micro claim): the statement
+    is written here, with the same conditions as ``_claimable`` and the attempt limit per kind.
     """
-    under_limit = Q(pk__in=[])  # no kind declared: nothing is taken here
-    for kind in registry.kinds():
-        under_limit |= Q(kind=kind.name, attempts__lt=kind.attempt_limit)
-    rows = FollowUp.objects.filter(_claimable_filter(now), under_limit, pk=follow_up_id)
-    update = rows.query.chain(UpdateQuery)
-    update.add_update_values(_claim_fields(now, token))
-    statement, params = update.get_compiler(rows.db).as_sql()
-    columns = ", ".join(
-        connection.ops.quote_name(field.column) for field in FollowUp._meta.concrete_fields
+    kinds = registry.kinds()
+    if not kinds:
+        return None
+    ops, quote = connection.ops, connection.ops.quote_name
+    fields = FollowUp._meta.concrete_fields
+    column = {field.name: quote(field.column) for field in fields}
+    moment = ops.adapt_datetimefield_value
+    limits = " ".join("WHEN %s THEN %s" for _ in kinds)
+    # Identifiers come from the model and are quoted; every value is a parameter.
+    statement = (
+        f"UPDATE {quote(FollowUp._meta.db_table)} SET {column['status']} = %s, "  # noqa: S608
+        f"{column['attempts']} = {column['attempts']} + 1, {column['started_at']} = %s, "
+        f"{column['finished_at']} = NULL, {column['next_attempt_at']} = NULL, "
+        f"{column['lease_token']} = %s, {column['lease_expires_at']} = %s, "
+        f"{column['updated_at']} = %s "
+        f"WHERE {column['id']} = %s AND ("
+        f"({column['status']} IN (%s, %s) AND ({column['next_attempt_at']} IS NULL "
+        f"OR {column['next_attempt_at']} <= %s)) OR ({column['status']} = %s AND "
+        f"({column['lease_expires_at']} IS NULL OR {column['lease_expires_at']} < %s))) "
+        f"AND {column['attempts']} < CASE {column['kind']} {limits} ELSE 0 END "
+        f"RETURNING {', '.join(column[field.name] for field in fields)}"
     )
-    taken = list(FollowUp.objects.raw(f"{statement} RETURNING {columns}", params))
-    return taken[0] if taken else None
+    params = [
+        FollowUp.Status.RUNNING.value,
+        moment(now),
+        token,
+        moment(now + timedelta(seconds=settings.FOLLOW_UP_LEASE_SECONDS)),
+        moment(now),
+        follow_up_id,
+        FollowUp.Status.PENDING.value,
+        FollowUp.Status.RETRYING.value,
+        moment(now + timedelta(seconds=CLOCK_TOLERANCE_SECONDS)),
+        FollowUp.Status.RUNNING.value,
+        moment(now),
+    ]
+    for kind in kinds:
+        params += [kind.name, kind.attempt_limit]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = [
+        _from_db(field, value) if value is not None else None
+        for field, value in zip(fields, row, strict=True)
+    ]
+    return FollowUp.from_db(connection.alias, [field.attname for field in fields], values)
+
+
+def _from_db(field, value):
+    """A column's value as the ORM would load it (SQLite's datetimes, JSON)."""
+    expression = field.get_col(FollowUp._meta.db_table)
+    for convert in connection.ops.get_db_converters(expression) + field.get_db_converters(
+        connection
+    ):
+        value = convert(value, expression, connection)
+    return value
 
 
 def _follow_up_claim_as_read(
