@@ -7,8 +7,8 @@ of ``DATABASE_URL`` (PostgreSQL is the one that matters), the same with ``synchr
 then deletes rows whose purpose key starts with "bench-marker-".
 """
 
+import logging
 import os
-import socket
 import statistics
 import time
 
@@ -17,21 +17,16 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
-from aiosmtpd.controller import Controller  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from notifications.models import EmailDelivery  # noqa: E402
 from notifications.services import email_send  # noqa: E402
+from tests.processes import SMTPRecorder  # noqa: E402
 
 MARKER_ROUNDS = 2000
 SENDS = 300
-
-
-class Accept:
-    async def handle_DATA(self, server, session, envelope):
-        return "250 OK"
 
 
 def per_call_ms(action, rounds: int) -> tuple[float, float]:
@@ -62,13 +57,10 @@ def main() -> None:
     else:
         asynchronous = (float("nan"), float("nan"))
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Accept(), hostname="127.0.0.1", port=port)
-    controller.start()
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
+    smtp = SMTPRecorder().start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
     run = time.time_ns()
 
     def send(number):
@@ -80,7 +72,7 @@ def main() -> None:
         )
 
     sends = per_call_ms(send, SENDS)
-    controller.stop()
+    smtp.stop()
     EmailDelivery.objects.filter(purpose_key__startswith="bench-marker-").delete()
 
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")

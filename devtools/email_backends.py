@@ -59,21 +59,33 @@ def _rcpt_reply(faults: EmailFaults, recipient: str) -> tuple[int, bytes] | None
     return None
 
 
-class _FaultySMTP:
-    """The real backend's SMTP connection, whose MAIL and RCPT replies the lab may replace."""
+def _latency(faults: EmailFaults) -> None:
+    if faults.latency_ms:
+        time.sleep(faults.latency_ms / 1000)
 
-    def __init__(self, smtp: smtplib.SMTP, faults: EmailFaults):
+
+class _FaultySMTP:
+    """The real backend's SMTP connection, whose MAIL and RCPT replies the lab may replace.
+
+    The faults are read (through the cache) at each message's MAIL, so a connection kept from one
+    email to the next follows the lab as a new one would.
+    """
+
+    def __init__(self, smtp: smtplib.SMTP):
         self._smtp = smtp
-        self._faults = faults
+        self._faults: EmailFaults | None = None
 
     def __getattr__(self, name):
         return getattr(self._smtp, name)
 
     def mail(self, sender, options=()):
+        self._faults = faults_cache.get()
+        _latency(self._faults)
         return _mail_reply(self._faults) or self._smtp.mail(sender, options)
 
     def rcpt(self, recipient, options=()):
-        return _rcpt_reply(self._faults, recipient) or self._smtp.rcpt(recipient, options)
+        faults = self._faults or faults_cache.get()
+        return _rcpt_reply(faults, recipient) or self._smtp.rcpt(recipient, options)
 
 
 class FaultInjectingEmailBackend(BaseEmailBackend):
@@ -85,18 +97,13 @@ class FaultInjectingEmailBackend(BaseEmailBackend):
             settings.FAILURE_LAB_REAL_EMAIL_BACKEND, fail_silently=fail_silently, **kwargs
         )
         self.connection = None  # the real SMTP connection, behind the lab's faults, while open
-        self._faults: EmailFaults | None = None
 
     def open(self):
-        if self._faults is not None:
+        if self.connection is not None:
             return False
-        faults = faults_cache.get()
-        if faults.latency_ms:
-            time.sleep(faults.latency_ms / 1000)
         self.real.open()
         smtp = getattr(self.real, "connection", None)
-        self.connection = None if smtp is None else _FaultySMTP(smtp, faults)
-        self._faults = faults
+        self.connection = None if smtp is None else _FaultySMTP(smtp)
         return True
 
     def close(self):
@@ -104,19 +111,20 @@ class FaultInjectingEmailBackend(BaseEmailBackend):
             self.real.close()
         finally:
             self.connection = None
-            self._faults = None
 
     def send_messages(self, email_messages):
         """For backends without an SMTP connection (and ``send_mail``): refuse as a server would."""
+        faults = faults_cache.get()
+        _latency(faults)
         opened = self.open()
         try:
             for message in email_messages:
-                if reply := _mail_reply(self._faults):
+                if reply := _mail_reply(faults):
                     raise smtplib.SMTPSenderRefused(*reply, message.from_email)
                 refused = {
                     recipient: reply
                     for recipient in message.recipients()
-                    if (reply := _rcpt_reply(self._faults, recipient))
+                    if (reply := _rcpt_reply(faults, recipient))
                 }
                 if refused:
                     raise smtplib.SMTPRecipientsRefused(refused)

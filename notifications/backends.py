@@ -3,8 +3,14 @@
 ``message_hand_over`` drives an SMTP backend's connection itself (MAIL, RCPT, then DATA) instead of
 ``sendmail``, for one reason: to tell its caller the last moment at which the server cannot yet
 have the message, just before DATA.
+
+A backend's connection may be kept open from one message to the next (``notifications.services``
+keeps one per thread). Before a kept connection carries a message it is asked RSET; a connection
+the server closed, or that does not answer 250, is replaced before MAIL, so nothing of the message
+was sent on it.
 """
 
+import contextlib
 import smtplib
 from collections.abc import Callable
 
@@ -25,8 +31,11 @@ def message_hand_over(
     command by command and ``before_data`` runs right before DATA: whatever fails earlier, the
     server has nothing. A backend without a connection (the outbox, locmem) takes the message in
     one call, so ``before_data`` runs before that call. Refusals raise smtplib's exceptions, as
-    ``smtplib.SMTP.sendmail`` does; the caller opened nothing and closes ``backend``.
+    ``smtplib.SMTP.sendmail`` does. The connection is left open: the caller may hand it the next
+    message, and must close it after any exception (the session's state is then unknown).
     """
+    if getattr(backend, "connection", None) is not None and not _session_ready(backend.connection):
+        connection_close_quietly(backend)
     backend.open()
     smtp = getattr(backend, "connection", None)
     if smtp is None:
@@ -53,6 +62,30 @@ def message_hand_over(
     code, reply = smtp.data(content)  # raises SMTPDataError itself only if DATA gets no 354
     if code != 250:
         raise smtplib.SMTPDataError(code, reply)
+
+
+def _session_ready(smtp) -> bool:
+    """Whether a kept connection can take a new message: RSET answered 250. A server that closed
+    it (idle timeout, restart) raises here, before anything of the message is sent."""
+    try:
+        code, _ = smtp.rset()
+    except (smtplib.SMTPException, OSError):
+        return False
+    return code == 250
+
+
+def connection_close_quietly(backend: BaseEmailBackend) -> None:
+    """Close ``backend``'s connection; a failed goodbye changes nothing (the message's fate was
+    decided before QUIT)."""
+    try:
+        backend.close()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        if getattr(backend, "connection", None) is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                backend.connection.close()  # the socket, without a QUIT
+            backend.connection = None
 
 
 class OutboxEmailBackend(BaseEmailBackend):

@@ -10,13 +10,18 @@ What happens at the SMTP boundary (docs/reliability.md, "Email at the SMTP bound
   ``unknown``: the server may have the message. Nothing is sent for ``EMAIL_UNKNOWN_HOLD_SECONDS``;
   after that it is sent again with the same Message-ID, for the receiving side to fold.
 
+Each thread (a worker child runs its tasks in one) keeps its SMTP connection from one email to the
+next: a kept connection is checked with RSET before MAIL and replaced if the server closed it, and
+it is dropped after any error, whose session state nobody knows.
+
 ``email_send`` must run outside a transaction (tasks do), so that each of those writes is its own
 commit.
 """
 
-import contextlib
 import logging
+import os
 import smtplib
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +34,7 @@ from django.db import DatabaseError, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
-from notifications.backends import message_hand_over
+from notifications.backends import connection_close_quietly, message_hand_over
 from notifications.models import EmailDelivery, Unsubscribe
 
 logger = logging.getLogger(__name__)
@@ -75,12 +80,17 @@ def email_send(
     ``retry_after``) or ``EmailPermanentFailure``; never raises once the server answered 250.
     """
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].rstrip(">") or "localhost"
-    delivery, _ = EmailDelivery.objects.get_or_create(
+    # A delivery that did not exist is created already claimed by this sender: the claim's UPDATE
+    # would change nothing a crash in between could tell apart (both mean "send at once").
+    delivery, created = EmailDelivery.objects.get_or_create(
         purpose_key=purpose_key,
         defaults={
             "recipient": recipient,
             "subject": subject,
             "message_id": f"<{purpose_key}@{domain}>",
+            "status": EmailDelivery.Status.SENDING,
+            "claimed_at": timezone.now(),
+            "attempts": 1,
         },
     )
     if delivery.status == EmailDelivery.Status.SENDING and delivery.data_started_at is not None:
@@ -90,7 +100,7 @@ def email_send(
         return EmailSent(message_id=delivery.message_id, already_sent=True)
     if _is_held(delivery):
         raise _held_failure(delivery)
-    if not _delivery_claim(delivery):
+    if not created and not _delivery_claim(delivery):
         delivery.refresh_from_db()
         if delivery.status == EmailDelivery.Status.SENT:
             return EmailSent(message_id=delivery.message_id, already_sent=True)
@@ -98,14 +108,14 @@ def email_send(
             raise _held_failure(delivery)
         raise EmailTemporaryFailure(f"{purpose_key} changed hands while claiming it")
 
-    backend = get_connection()
+    backend = _email_connection()
     message = EmailMessage(
         subject=subject,
         body=body,
         to=[recipient],
         headers={**(headers or {}), "Message-ID": delivery.message_id},
     )
-    data_started = False
+    data_started = accepted = False
 
     def data_start() -> None:
         nonlocal data_started
@@ -114,6 +124,7 @@ def email_send(
 
     try:
         message_hand_over(backend, message, before_data=data_start)
+        accepted = True
     except smtplib.SMTPRecipientsRefused as exc:
         error = f"recipient refused: {exc.recipients!r}"
         _delivery_failed(delivery, error)
@@ -133,11 +144,54 @@ def email_send(
         _delivery_failed(delivery, repr(exc))
         raise EmailTemporaryFailure(repr(exc)) from exc
     else:
-        # Before QUIT, in its own commit: from here on the caller must not send again.
+        # In its own commit, before anything else is said on the connection: from here on the
+        # caller must not send again.
         _delivery_record_sent(delivery)
     finally:
-        _connection_close_quietly(backend)
+        if not accepted:  # after an error the session's state is unknown: never reuse it
+            email_connection_discard()
     return EmailSent(message_id=delivery.message_id, already_sent=False)
+
+
+class _KeptConnection(threading.local):
+    backend = None
+    settings_key: tuple = ()
+    pid = 0
+
+
+_kept = _KeptConnection()
+
+
+def _email_settings_key() -> tuple:
+    return tuple(
+        getattr(settings, name, None)
+        for name in (
+            "EMAIL_BACKEND", "FAILURE_LAB_REAL_EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT",
+            "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS", "EMAIL_USE_SSL",
+            "EMAIL_SSL_CERTFILE", "EMAIL_SSL_KEYFILE", "EMAIL_TIMEOUT",
+        )
+    )  # fmt: skip
+
+
+def _email_connection():
+    """This thread's email backend, its SMTP connection kept open between emails: one session per
+    worker child instead of one per email. Made anew after a fork (a prefork child never talks on
+    its parent's socket) and when the email settings change."""
+    key, pid = _email_settings_key(), os.getpid()
+    if _kept.backend is not None and (_kept.pid != pid or _kept.settings_key != key):
+        if _kept.pid == pid:
+            email_connection_discard()
+        _kept.backend = None  # a parent's connection: left to the parent
+    if _kept.backend is None:
+        _kept.backend, _kept.settings_key, _kept.pid = get_connection(), key, pid
+    return _kept.backend
+
+
+def email_connection_discard() -> None:
+    """Close and forget this thread's kept connection; the next email opens a new one."""
+    backend, _kept.backend = _kept.backend, None
+    if backend is not None:
+        connection_close_quietly(backend)
 
 
 def _delivery_claim(delivery: EmailDelivery) -> bool:
@@ -228,12 +282,6 @@ def _held_failure(delivery: EmailDelivery) -> EmailTemporaryFailure:
         f"held until {delivery.hold_until:%Y-%m-%d %H:%M:%S} UTC",
         retry_after=remaining,
     )
-
-
-def _connection_close_quietly(backend) -> None:
-    # The message's fate was decided before QUIT; a failed goodbye changes nothing.
-    with contextlib.suppress(smtplib.SMTPException, OSError):
-        backend.close()
 
 
 def _delivery_failed(delivery: EmailDelivery, error: str) -> None:

@@ -1,13 +1,17 @@
-"""Real processes for tests: a Celery worker, the follow-up relay, the warehouse simulator, a web
-server, an SMTP server, and private Redis and PostgreSQL servers a test may stop and start without
-touching anyone else.
+"""Real processes for the tests and the benchmark (``bench/``), the one harness both use: a Celery
+worker, the follow-up relay, beat, the warehouse simulator, a web server (runserver or gunicorn), an
+SMTP server, private Redis and PostgreSQL servers a caller may stop and start without touching
+anyone else, a private RabbitMQ vhost, and waiting for any of it.
 
-Each runs from this checkout's virtualenv with the environment the test gives it, logs to a file
-(printed when a test fails to start one) and is stopped, hard if need be, when the test is done.
+Each runs from this checkout's virtualenv with the environment the caller gives it, logs to a file
+(printed when one fails to start) and is stopped, hard if need be, with its whole process group.
+Nothing here is a pytest fixture: ``tests/conftest.py`` wraps these in fixtures, ``bench/stack.py``
+in the benchmark's stack.
 """
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,6 +88,25 @@ class Process:
         ).stdout
         return [int(pid) for pid in out.split()]
 
+    def group(self) -> list[int]:
+        """Every process of its group: itself, its children and theirs."""
+        out = subprocess.run(
+            ["pgrep", "-g", str(self.popen.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def rss_kb(self) -> int:
+        """Resident memory of the whole group, in kB."""
+        total = 0
+        for pid in self.group():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except FileNotFoundError:
+                pass
+        return total
+
     def stop(self, timeout: float = 15) -> None:
         if self.popen.poll() is None:
             try:
@@ -140,7 +164,10 @@ def start_worker(
     queues="critical,default,bulk",
     concurrency=2,
     name="worker",
+    task_events=True,
 ) -> Process:
+    """A prefork worker, once it is ready. ``task_events``: send task events (Flower, the ops
+    page); the benchmark measures without them, as a worker started without ``-E``."""
     worker = Process(
         name,
         [
@@ -160,7 +187,7 @@ def start_worker(
             "INFO",
             "--without-gossip",
             "--without-mingle",
-            "--task-events",
+            *(["--task-events"] if task_events else []),
         ],
         env,
         log_dir,
@@ -209,7 +236,16 @@ class SMTPRecorder:
         self.refused_recipients: dict[str, str] = {}  # address -> RCPT reply, for good
         self.delays: dict[str, list[float]] = {"RCPT": [], "DATA": []}
         self.before_replies: list[Callable[[], None]] = []
+        self.sessions: list = []  # the server side of every connection made, for close_connections
+        self.reply_delay = 0.0  # seconds every DATA reply waits: a slow provider
+        self.accepted: dict[str, float] = {}  # subject -> time.time() of its last 250
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with self.lock:
+            self.sessions.append(server)
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         await self._delay("RCPT")
@@ -231,6 +267,7 @@ class SMTPRecorder:
             self.messages.append(
                 {
                     "to": list(envelope.rcpt_tos),
+                    "peer": session.peer,  # the client's address: one per SMTP connection
                     "subject": parsed["Subject"],
                     "message_id": parsed["Message-ID"],
                     "body": parsed.get_payload(decode=True).decode(errors="replace"),
@@ -240,6 +277,10 @@ class SMTPRecorder:
         if before_reply is not None:
             before_reply()
         await self._delay("DATA")
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
+        with self.lock:
+            self.accepted[parsed["Subject"] or ""] = time.time()
         return "250 Message accepted for delivery"
 
     async def _delay(self, command: str) -> None:
@@ -265,6 +306,7 @@ class SMTPRecorder:
             self.refusals.clear()
             self.refused_recipients.clear()
             self.before_replies.clear()
+            self.accepted.clear()
             for delays in self.delays.values():
                 delays.clear()
 
@@ -278,6 +320,24 @@ class SMTPRecorder:
         """Run ``action`` (in the server's thread) once the next message is kept, before its 250."""
         with self.lock:
             self.before_replies.append(action)
+
+    def close_connections(self) -> None:
+        """Close every client connection from the server's side, as an idle timeout does."""
+        with self.lock:
+            sessions, self.sessions = self.sessions, []
+
+        async def close():
+            for server in sessions:
+                if server.transport is not None:
+                    server.transport.close()
+            await asyncio.sleep(0.05)  # the loop sends the FINs before this returns
+
+        asyncio.run_coroutine_threadsafe(close(), self.controller.loop).result(timeout=5)
+
+    def accepted_at(self, subject: str) -> float | None:
+        """When the server answered 250 to the last message with this subject (``time.time()``)."""
+        with self.lock:
+            return self.accepted.get(subject)
 
     def message_ids(self) -> list[str]:
         with self.lock:
@@ -438,3 +498,63 @@ def start_relay(env: dict[str, str], log_dir: Path, *, name="relay") -> Process:
     relay = Process(name, [str(BIN / "python"), "manage.py", "follow_up_relay"], env, log_dir)
     relay.wait_for_log("holds the lease", timeout=60)
     return relay
+
+
+def start_gunicorn(
+    env: dict[str, str], log_dir: Path, *, port: int, workers: int = 2, threads: int = 4
+) -> Process:
+    """``config.wsgi`` under gunicorn's gthread workers, once every worker has booted."""
+    web = Process(
+        "gunicorn",
+        [
+            str(BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
+        ],
+        env,
+        log_dir,
+    )  # fmt: skip
+    wait_until(
+        lambda: web.log().count("Booting worker with pid") >= workers,
+        timeout=60,
+        message="gunicorn's workers to boot",
+    )
+    return web
+
+
+def rabbitmq_vhost_create(broker_url: str, *, prefix: str) -> tuple[str, str]:
+    """A RabbitMQ vhost of the caller's own (``rabbitmqctl``): its queues clash with nobody's.
+    Returns the broker URL for it and its name, for ``rabbitmq_vhost_delete``."""
+    parts = urllib.parse.urlsplit(broker_url)
+    vhost = f"{prefix}-{secrets.token_hex(4)}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, parts.username or "guest"]
+        + [".*", ".*", ".*"],
+        check=True,
+    )
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{vhost}")), vhost
+
+
+def rabbitmq_vhost_delete(vhost: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+
+
+def postgres_database_recreate(database_url: str, name: str) -> str:
+    """An empty database ``name`` on the server of ``database_url`` (dropped first if it exists);
+    returns its DATABASE_URL."""
+    parts = urllib.parse.urlsplit(database_url)
+    with psycopg.connect(
+        urllib.parse.urlunsplit(parts._replace(path="/postgres")), autocommit=True
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def postgres_database_drop(database_url: str) -> None:
+    parts = urllib.parse.urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(
+        urllib.parse.urlunsplit(parts._replace(path="/postgres")), autocommit=True
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

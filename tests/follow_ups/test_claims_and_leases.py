@@ -194,3 +194,45 @@ def test_a_row_of_a_kind_no_release_here_declares_is_a_dead_letter_not_a_loop(ma
     row.refresh_from_db()
     assert row.status == "dead"
     assert "kind_from_a_newer_release" in row.last_error
+
+
+def test_a_pending_row_that_may_not_start_yet_is_claimed_only_once_it_is_due(make_follow_up):
+    # A row written with ``not_before`` (a charge's void) waits pending with a future due time.
+    row = make_follow_up()
+    FollowUp.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=1))
+    assert services.follow_up_claim(follow_up_id=row.pk) is None
+
+    # Within the clock tolerance (2 s) it is due: the relay's clock may run a little ahead.
+    FollowUp.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now() + timedelta(seconds=1))
+    claim = services.follow_up_claim(follow_up_id=row.pk)
+    assert claim is not None and claim.follow_up.next_attempt_at is None
+
+
+def test_a_claim_is_one_update_returning_the_claimed_row(make_follow_up):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    row = make_follow_up()
+    with CaptureQueriesContext(connection) as queries:
+        claim = services.follow_up_claim(follow_up_id=row.pk)
+
+    stored = FollowUp.objects.get(pk=row.pk)
+    claimed = claim.follow_up
+    for field in FollowUp._meta.concrete_fields:
+        assert getattr(claimed, field.attname) == getattr(stored, field.attname), field.name
+    assert (claimed.status, claimed.attempts, claimed.label) == ("running", 1, row.label)
+    assert claimed.lease_expires_at > timezone.now() + timedelta(seconds=10)
+    if not connection.features.can_return_columns_from_insert:
+        pytest.skip(f"{connection.vendor} here has no UPDATE … RETURNING")
+    (query,) = [q["sql"] for q in queries.captured_queries]
+    assert query.startswith("UPDATE") and "RETURNING" in query
+
+
+def test_a_copy_of_a_message_whose_row_is_taken_changes_nothing(make_follow_up):
+    row = make_follow_up()
+    first = services.follow_up_claim(follow_up_id=row.pk).follow_up
+    before = FollowUp.objects.values().get(pk=row.pk)
+
+    assert services.follow_up_claim(follow_up_id=row.pk) is None
+    assert FollowUp.objects.values().get(pk=row.pk) == before
+    assert before["lease_token"] == first.lease_token

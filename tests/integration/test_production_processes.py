@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import subprocess
-import urllib.parse
 
 import httpx
 import pytest
@@ -18,7 +17,15 @@ from django.db import connection
 
 from tests.conftest import database_url
 from tests.factories import checkout_payload
-from tests.processes import BIN, REPO, Process, free_port, wait_until
+from tests.processes import (
+    BIN,
+    REPO,
+    Process,
+    free_port,
+    rabbitmq_vhost_create,
+    rabbitmq_vhost_delete,
+    wait_until,
+)
 from tests.test_compose import procfile
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -29,16 +36,9 @@ def private_vhost():
     """A RabbitMQ vhost of this test's own: its quorum queues cannot clash with the suite's."""
     broker = os.environ.get("CELERY_BROKER_URL", "")
     assert broker.startswith("amqp://"), "this test runs on RabbitMQ (CELERY_BROKER_URL=amqp://...)"
-    parts = urllib.parse.urlsplit(broker)
-    vhost = f"production-shape-{secrets.token_hex(4)}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, parts.username or "guest"]
-        + [".*", ".*", ".*"],
-        check=True,
-    )
-    yield urllib.parse.urlunsplit(parts._replace(path=f"/{vhost}"))
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+    url, vhost = rabbitmq_vhost_create(broker, prefix="production-shape")
+    yield url
+    rabbitmq_vhost_delete(vhost)
 
 
 @pytest.fixture

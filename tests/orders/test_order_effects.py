@@ -119,3 +119,18 @@ def test_invoice_escapes_customer_text():
     services.invoice_create(order=order)
     text = PdfReader(io.BytesIO(bytes(Invoice.objects.get().pdf))).pages[0].extract_text()
     assert "<b>Bobby</b> & <script>" in text
+
+
+def test_invoices_drawn_one_after_another_in_a_process_each_carry_only_their_own_order():
+    # The styles are built once per process and shared by every invoice it draws.
+    first = place_order((ProductFactory(name="First thing"), 1)).order
+    second = place_order((ProductFactory(name="Second thing"), 2)).order
+    for order in (first, second):
+        services.invoice_create(order=order)
+
+    def text_of(order):
+        pdf = bytes(Invoice.objects.get(order=order).pdf)
+        return "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+    assert f"Invoice {first.number}" in text_of(first) and "Second thing" not in text_of(first)
+    assert f"Invoice {second.number}" in text_of(second) and "First thing" not in text_of(second)

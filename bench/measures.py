@@ -1,0 +1,416 @@
+"""The benchmark's measures, each against a baseline measured in the same run (docs/performance.md).
+
+1. checkout latency over HTTP, 8 concurrent clients, gunicorn (2 gthread workers x 4 threads):
+   (a) bare order insert, (b) the real checkout, (c) the checkout with its follow-ups inline
+   (providers answer in 200 ms); and (b) with the broker stopped (a private redis-server).
+2. follow-ups per second on one worker vs Celery no-op tasks per second on the same worker.
+3. commit -> email accepted by an SMTP server, workers idle.
+4. a burst of orders enqueued at once, drained by the production workers: completed/s over time.
+5. soak: worker memory (RSS) over many follow-ups, child recycling off so a leak would show.
+
+Measures 3 and 4 run the production processes around the workers, the follow-up relay included
+(``manage.py follow_up_relay``, as Procfile.production runs it): its ticks and lost-message checks
+cost what they cost in production. Each takes the ``Stack`` (bench/stack.py) and returns the
+figures the report (bench/report.py) prints and saves.
+"""
+
+import statistics
+import threading
+import time
+
+import httpx
+
+from bench.stack import CLIENTS, Stack, order_body, order_place, order_subjects
+from tests.processes import wait_until
+
+PROVIDER_LATENCY_MS = 200
+
+SIZES = {
+    "full": {
+        "latency_requests": 2000,
+        "inline_requests": 240,
+        "broker_down_requests": 1000,
+        "throughput_orders": 1000,
+        "email_orders": 200,
+        "burst_orders": 10_000,
+        "soak_tasks": 100_000,
+    },
+    "smoke": {
+        "latency_requests": 48,
+        "inline_requests": 16,
+        "broker_down_requests": 48,
+        "throughput_orders": 30,
+        "email_orders": 10,
+        "burst_orders": 60,
+        "soak_tasks": 300,
+    },
+}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def summary_ms(latencies: list[float]) -> dict:
+    return {
+        "n": len(latencies),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p95_ms": round(percentile(latencies, 0.95) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+    }
+
+
+def http_load(url: str, requests: int, clients: int = CLIENTS) -> list[float]:
+    """``requests`` POSTs from ``clients`` threads, each with its own keep-alive connection."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    remaining = [requests]
+    failures: list[str] = []
+
+    def client(number: int):
+        with httpx.Client(timeout=30) as http:
+            body = order_body(number)
+            while True:
+                with lock:
+                    if remaining[0] <= 0:
+                        return
+                    remaining[0] -= 1
+                started = time.perf_counter()
+                response = http.post(url, json=body)
+                elapsed = time.perf_counter() - started
+                if response.status_code != 201:
+                    failures.append(f"{response.status_code} {response.text[:300]}")
+                with lock:
+                    latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} requests failed, e.g. {failures[0]}")
+    return latencies
+
+
+# --- 1. Checkout latency ----------------------------------------------------------------------------
+
+
+def measure_checkout_latency(stack: Stack) -> dict:
+    sizes = stack.sizes
+    gunicorn, web = stack.gunicorn()
+    urls = {
+        "a_bare_insert": f"{web}/bench/orders/bare/",
+        "b_checkout": f"{web}/api/orders/",
+        "c_inline_follow_ups": f"{web}/bench/orders/inline/",
+    }
+    for url in urls.values():
+        http_load(url, CLIENTS * 2)  # warm up connections, caches, both gunicorn workers
+    # a and b alternate in rounds so drift on a shared machine hits both alike.
+    samples: dict[str, list[float]] = {"a_bare_insert": [], "b_checkout": []}
+    rounds = 4
+    for _ in range(rounds):
+        for name in samples:
+            samples[name] += http_load(
+                urls[name], max(CLIENTS, sizes["latency_requests"] // rounds)
+            )
+    stack.providers(PROVIDER_LATENCY_MS)
+    samples["c_inline_follow_ups"] = http_load(
+        urls["c_inline_follow_ups"], sizes["inline_requests"]
+    )
+    stack.providers(0)
+    stack.stop(gunicorn)
+    stack.purge()  # the checkouts' follow-ups: no worker ran during this measure
+    result = {name: summary_ms(values) for name, values in samples.items()}
+    result["b_p99_over_a_p99"] = round(
+        result["b_checkout"]["p99_ms"] / result["a_bare_insert"]["p99_ms"], 3
+    )
+    result["c_p50_over_b_p50"] = round(
+        result["c_inline_follow_ups"]["p50_ms"] / result["b_checkout"]["p50_ms"], 2
+    )
+    result["c_p99_over_b_p99"] = round(
+        result["c_inline_follow_ups"]["p99_ms"] / result["b_checkout"]["p99_ms"], 2
+    )
+    return result
+
+
+def measure_checkout_with_broker_down(stack: Stack) -> dict:
+    """(b) against a private redis-server broker: up, then stopped. The relay publishes later."""
+    redis, redis_url = stack.redis()
+    gunicorn, web = stack.gunicorn(env={"CELERY_BROKER_URL": redis_url})
+    url = f"{web}/api/orders/"
+    http_load(url, CLIENTS * 2)
+    up = http_load(url, stack.sizes["broker_down_requests"])
+    stack.stop(redis)
+    http_load(url, CLIENTS * 2)  # the first failures open no new code path, but warm it alike
+    down = http_load(url, stack.sizes["broker_down_requests"])
+    stack.stop(gunicorn)
+    result = {"broker_up": summary_ms(up), "broker_down": summary_ms(down)}
+    result["down_p99_over_up_p99"] = round(
+        result["broker_down"]["p99_ms"] / result["broker_up"]["p99_ms"], 3
+    )
+    from follow_ups.models import FollowUp
+
+    result["follow_ups_left_for_the_relay"] = FollowUp.objects.filter(
+        published_at__isnull=True, status="pending"
+    ).count()
+    return result
+
+
+# --- 2. Throughput ----------------------------------------------------------------------------------
+
+
+def _task_results_rate() -> tuple[int, float]:
+    from django.db.models import Max, Min
+    from django_celery_results.models import TaskResult
+
+    done = TaskResult.objects.filter(status="SUCCESS")
+    span = done.aggregate(first=Min("date_created"), last=Max("date_done"))
+    seconds = (span["last"] - span["first"]).total_seconds()
+    return done.count(), seconds
+
+
+def measure_throughput(stack: Stack) -> dict:
+    from celery import current_app
+    from django.db.models import Max, Min
+    from django_celery_results.models import TaskResult
+
+    from follow_ups.models import FollowUp
+
+    orders = stack.sizes["throughput_orders"]
+    tasks = orders * 3
+    # Follow-ups: queue them all, then let one worker drain them.
+    stack.purge()
+    FollowUp.objects.update(status="succeeded")  # earlier measures' rows are not part of this
+    TaskResult.objects.all().delete()
+    placed = FollowUp.objects.filter(subject__in=order_subjects(orders))
+    worker = stack.worker("critical,default,bulk")
+    wait_until(
+        lambda: placed.filter(status="succeeded").count() >= tasks,
+        timeout=600,
+        interval=0.25,
+        message="follow-ups to finish",
+    )
+    stack.stop(worker)
+    # The follow-up tasks keep no result (their row is the result): the rows give the span.
+    span = placed.aggregate(first=Min("started_at"), last=Max("finished_at"))
+    follow_ups_per_second = tasks / (span["last"] - span["first"]).total_seconds()
+    # No-ops: the same number of tasks, the same three queues, the same worker command.
+    TaskResult.objects.all().delete()
+    for number in range(tasks):
+        current_app.send_task(
+            "bench.tasks.noop_task",
+            args=[number],
+            queue=("critical", "default", "bulk")[number % 3],
+        )
+    worker = stack.worker("critical,default,bulk")
+    wait_until(
+        lambda: TaskResult.objects.filter(status="SUCCESS").count() >= tasks,
+        timeout=600,
+        interval=0.25,
+        message="no-op tasks to finish",
+    )
+    stack.stop(worker)
+    noops, noop_seconds = _task_results_rate()
+    noops_per_second = noops / noop_seconds
+    return {
+        "tasks": tasks,
+        "worker": "one worker, prefork --concurrency 2, queues critical,default,bulk",
+        "follow_ups_per_second": round(follow_ups_per_second, 1),
+        "noops_per_second": round(noops_per_second, 1),
+        "ratio": round(follow_ups_per_second / noops_per_second, 3),
+    }
+
+
+# --- 3. Commit -> email -----------------------------------------------------------------------------
+
+
+def measure_email_latency(stack: Stack) -> dict:
+    from django.db import transaction
+
+    from follow_ups.models import FollowUp
+
+    stack.purge()
+    FollowUp.objects.update(status="succeeded")  # nothing earlier measures left for the relay
+    workers = [*stack.production_workers(), stack.relay()]
+    latencies = []
+    for number in range(stack.sizes["email_orders"] + 3):
+        committed: list[float] = []
+        with transaction.atomic():
+            # Registered first, so it runs first after COMMIT, before the publishes.
+            transaction.on_commit(lambda: committed.append(time.time()))  # noqa: B023
+            order = order_place(number)
+        subject = f"Order {order.number} confirmed"
+        accepted = wait_until(
+            lambda: stack.smtp.accepted_at(subject),  # noqa: B023
+            timeout=30,
+            interval=0.001,
+            message="the confirmation email",
+        )
+        if number >= 3:  # the first few warm the worker's connections
+            latencies.append(accepted - committed[0])
+        time.sleep(0.3)  # idle workers: the next order arrives after this one is done
+    for worker in workers:
+        stack.stop(worker)
+    return {"workers": f"{stack.production_workers_described()}, idle", **summary_ms(latencies)}
+
+
+# --- 4. Burst ---------------------------------------------------------------------------------------
+
+
+def queue_depths() -> dict[str, int]:
+    from config.celery import app
+
+    depths = {}
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        for name in ("critical", "default", "bulk"):
+            try:
+                depths[name] = channel.queue_declare(queue=name, passive=True).message_count
+            except connection.channel_errors:  # not declared yet; the broker closed the channel
+                depths[name] = -1
+                channel = connection.channel()
+    return depths
+
+
+def relay_counters() -> dict[str, int]:
+    from follow_ups.models import RelayState
+
+    state = RelayState.objects.filter(pk=1).first()
+    names = ("published", "recovered", "republished", "failed")
+    return {name: getattr(state, name) if state else 0 for name in names}
+
+
+def measure_burst(stack: Stack) -> dict:
+    from django.db.models import Min
+    from django.utils import timezone
+
+    from follow_ups.models import FollowUp
+
+    stack.purge()
+    FollowUp.objects.update(status="succeeded")
+    orders = stack.sizes["burst_orders"]
+    enqueue_started = time.time()
+    follow_ups = FollowUp.objects.filter(subject__in=order_subjects(orders))
+    enqueue_seconds = time.time() - enqueue_started
+    total = orders * 3
+    samples = []
+    started = time.time()
+    relay_before = relay_counters()
+    workers = [*stack.production_workers(), stack.relay()]
+    while True:
+        done = follow_ups.filter(status="succeeded").count()
+        oldest = follow_ups.exclude(status="succeeded").aggregate(oldest=Min("created_at"))[
+            "oldest"
+        ]
+        samples.append(
+            {
+                "t": round(time.time() - started, 2),
+                "completed": done,
+                "queue_depth": queue_depths(),
+                "oldest_job_age_s": round((timezone.now() - oldest).total_seconds(), 1)
+                if oldest
+                else 0,
+            }
+        )
+        if done >= total or time.time() - started > 3600:
+            break
+        time.sleep(0.5 if stack.sizes is SIZES["smoke"] else 1.0)
+    for worker in workers:
+        stack.stop(worker)
+    finished = sorted(
+        t.timestamp() for t in follow_ups.values_list("finished_at", flat=True) if t is not None
+    )
+    tenth = max(1, len(finished) // 10)
+    first_rate = tenth / max(1e-6, finished[tenth - 1] - finished[0])
+    last_rate = tenth / max(1e-6, finished[-1] - finished[-tenth])
+    return {
+        "orders": orders,
+        "follow_ups": total,
+        "workers": stack.production_workers_described(),
+        "enqueue_seconds": round(enqueue_seconds, 1),
+        "drain_seconds": round(finished[-1] - finished[0], 1),
+        "first_tenth_per_second": round(first_rate, 1),
+        "last_tenth_per_second": round(last_rate, 1),
+        "last_over_first": round(last_rate / first_rate, 3),
+        # What the relay did during the drain: re-published as lost should stay 0 (nothing is lost).
+        "relay": {
+            name: count - relay_before.get(name, 0) for name, count in relay_counters().items()
+        },
+        "samples": samples,
+    }
+
+
+# --- 5. Soak ----------------------------------------------------------------------------------------
+
+
+def measure_soak(stack: Stack) -> dict:
+    from celery import current_app
+
+    from follow_ups.models import FollowUp
+    from follow_ups.services import follow_up_send, follow_ups_mark_published
+    from notifications.models import EmailDelivery
+    from orders.services import order_subject
+
+    stack.purge()
+    FollowUp.objects.update(status="succeeded")
+    total = stack.sizes["soak_tasks"]
+    batch = min(1000, total)
+    orders = [order_place(n) for n in range(batch)]
+    emails = FollowUp.objects.filter(
+        subject__in=[order_subject(order.pk) for order in orders], kind="confirmation_email"
+    )
+    ids = list(emails.values_list("pk", flat=True))
+    purpose_keys = [f"order-{order.pk}-confirmation" for order in orders]
+    # Recycling off: the point is to see whether memory grows, not to hide it.
+    worker = stack.worker(
+        "critical",
+        env={"WORKER_MAX_TASKS_PER_CHILD": "0", "WORKER_MAX_MEMORY_PER_CHILD": "0"},
+    )
+    samples = []
+    done = 0
+    started = time.time()
+    for round_number in range(-(-total // batch)):
+        if round_number:
+            # The same follow-ups again, whole: a new claim, a new email, a new delivery row.
+            EmailDelivery.objects.filter(purpose_key__in=purpose_keys).delete()
+            emails.update(status="pending", attempts=0, finished_at=None, published_at=None)
+            with current_app.producer_or_acquire() as producer:
+                for follow_up in emails.only("pk", "kind", "label"):
+                    follow_up_send(follow_up, producer=producer)
+            follow_ups_mark_published(ids)
+        wait_until(
+            lambda: not emails.exclude(status="succeeded").exists(),
+            timeout=600,
+            interval=0.1,
+            message="a soak round",
+        )
+        done += batch
+        stack.smtp.clear()  # the server keeps every message: a soak's worth would fill the memory
+        samples.append(
+            {"tasks": done, "rss_kb": worker.rss_kb(), "t": round(time.time() - started, 1)}
+        )
+    stack.stop(worker)
+    warm = [s for s in samples if s["tasks"] >= total * 0.1] or samples
+    baseline = warm[0]["rss_kb"]
+    peak = max(s["rss_kb"] for s in warm)
+    return {
+        "tasks": done,
+        "worker": "worker-critical, prefork --concurrency 2, max-tasks-per-child off",
+        "rss_after_warm_up_kb": baseline,
+        "rss_peak_after_warm_up_kb": peak,
+        "peak_over_warm_up": round(peak / baseline, 3),
+        "samples": samples,
+    }
+
+
+MEASURES = {
+    "latency": measure_checkout_latency,
+    "broker_down": measure_checkout_with_broker_down,
+    "throughput": measure_throughput,
+    "email": measure_email_latency,
+    "burst": measure_burst,
+    "soak": measure_soak,
+}

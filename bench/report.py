@@ -1,0 +1,174 @@
+"""The benchmark's report: the verdicts against the targets, the table on stdout, the plot, and the
+machine it ran on."""
+
+import os
+import platform
+from pathlib import Path
+
+from bench.stack import CLIENTS
+
+TARGETS = [
+    ("1 checkout: b p99 / a p99", lambda r: r["latency"]["b_p99_over_a_p99"], "<=", 1.3),
+    ("1 checkout: c p50 / b p50", lambda r: r["latency"]["c_p50_over_b_p50"], ">=", 20),
+    (
+        "1 checkout: broker down p99 / up p99",
+        lambda r: r["broker_down"]["down_p99_over_up_p99"],
+        "<=",
+        1.1,
+    ),
+    ("2 follow-ups/s / no-ops/s (1 worker)", lambda r: r["throughput"]["ratio"], ">=", 0.5),
+    ("3 commit -> email p50 (ms)", lambda r: r["email"]["p50_ms"], "<=", 50),
+    ("3 commit -> email p99 (ms)", lambda r: r["email"]["p99_ms"], "<=", 250),
+    ("4 burst: last tenth rate / first tenth", lambda r: r["burst"]["last_over_first"], ">=", 1.0),
+    ("5 soak: peak RSS / RSS after warm-up", lambda r: r["soak"]["peak_over_warm_up"], "<=", 1.2),
+]
+
+
+def verdicts(results: dict) -> list[dict]:
+    rows = []
+    for name, value_of, op, target in TARGETS:
+        try:
+            value = value_of(results)
+        except KeyError:
+            continue
+        met = value <= target if op == "<=" else value >= target
+        rows.append({"measure": name, "value": value, "target": f"{op} {target}", "met": met})
+    return rows
+
+
+def table(results: dict) -> str:
+    lines = []
+    latency = results.get("latency")
+    if latency:
+        lines.append(f"Checkout latency, {CLIENTS} concurrent clients, HTTP to gunicorn (ms):")
+        lines.append(f"  {'variant':<28}{'n':>6}{'p50':>9}{'p95':>9}{'p99':>9}")
+        for name in ("a_bare_insert", "b_checkout", "c_inline_follow_ups"):
+            row = latency[name]
+            lines.append(
+                f"  {name:<28}{row['n']:>6}{row['p50_ms']:>9}{row['p95_ms']:>9}{row['p99_ms']:>9}"
+            )
+    down = results.get("broker_down")
+    if down:
+        for name in ("broker_up", "broker_down"):
+            row = down[name]
+            lines.append(
+                f"  {'b, redis ' + name.split('_')[1]:<28}{row['n']:>6}{row['p50_ms']:>9}"
+                f"{row['p95_ms']:>9}{row['p99_ms']:>9}"
+            )
+    if "throughput" in results:
+        t = results["throughput"]
+        lines.append(
+            f"Throughput, {t['worker']}: follow-ups {t['follow_ups_per_second']}/s, "
+            f"no-ops {t['noops_per_second']}/s"
+        )
+    if "email" in results:
+        e = results["email"]
+        lines.append(
+            f"Commit -> email accepted ({e['n']} orders, {e['workers']}): p50 {e['p50_ms']} ms, "
+            f"p95 {e['p95_ms']} ms, p99 {e['p99_ms']} ms"
+        )
+    if "burst" in results:
+        b = results["burst"]
+        lines.append(
+            f"Burst: {b['orders']} orders ({b['follow_ups']} follow-ups) enqueued in "
+            f"{b['enqueue_seconds']} s, drained in {b['drain_seconds']} s by {b['workers']}; "
+            f"first tenth {b['first_tenth_per_second']}/s, last tenth {b['last_tenth_per_second']}/s"
+        )
+        if "relay" in b:
+            lines.append(
+                f"  the relay meanwhile: published {b['relay']['published']}, re-published as lost "
+                f"{b['relay']['republished']}, recovered {b['relay']['recovered']}"
+            )
+    if "soak" in results:
+        s = results["soak"]
+        lines.append(
+            f"Soak: {s['tasks']} tasks, {s['worker']}: RSS {s['rss_after_warm_up_kb']} kB after "
+            f"warm-up, peak {s['rss_peak_after_warm_up_kb']} kB"
+        )
+    lines.append("")
+    lines.append(f"  {'measure':<42}{'value':>10}  {'target':<10}")
+    for row in results["verdicts"]:
+        lines.append(
+            f"  {row['measure']:<42}{row['value']:>10}  {row['target']:<10}"
+            f"{'met' if row['met'] else 'MISSED'}"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8))
+    latency = results.get("latency")
+    if latency:
+        names = ["a_bare_insert", "b_checkout", "c_inline_follow_ups"]
+        for offset, key in enumerate(("p50_ms", "p95_ms", "p99_ms")):
+            axes[0][0].bar(
+                [i + offset * 0.27 for i in range(3)],
+                [latency[n][key] for n in names],
+                0.27,
+                label=key.replace("_ms", ""),
+            )
+        axes[0][0].set_xticks(
+            [i + 0.27 for i in range(3)], ["(a) bare", "(b) checkout", "(c) inline"]
+        )
+        axes[0][0].set_yscale("log")
+        axes[0][0].set_ylabel("ms (log)")
+        axes[0][0].set_title(f"Checkout latency, {CLIENTS} clients")
+        axes[0][0].legend()
+    burst = results.get("burst")
+    if burst and len(burst["samples"]) > 1:
+        samples = burst["samples"]
+        times = [s["t"] for s in samples[1:]]
+        rates = [
+            (b["completed"] - a["completed"]) / max(1e-6, b["t"] - a["t"])
+            for a, b in zip(samples, samples[1:], strict=False)
+        ]
+        axes[0][1].plot(times, rates)
+        axes[0][1].set_title(f"Burst of {burst['orders']} orders: follow-ups completed/s")
+        axes[0][1].set_xlabel("s")
+        depth = axes[1][0]
+        for name in ("critical", "default", "bulk"):
+            depth.plot(
+                [s["t"] for s in samples], [s["queue_depth"][name] for s in samples], label=name
+            )
+        depth.plot(
+            [s["t"] for s in samples],
+            [s["oldest_job_age_s"] for s in samples],
+            "k--",
+            label="oldest job age (s)",
+        )
+        depth.set_title("Burst: queue depth (messages) and oldest job age")
+        depth.set_xlabel("s")
+        depth.legend()
+    soak = results.get("soak")
+    if soak:
+        axes[1][1].plot(
+            [s["tasks"] for s in soak["samples"]], [s["rss_kb"] / 1024 for s in soak["samples"]]
+        )
+        axes[1][1].set_title("Soak: worker RSS (MB) over tasks")
+        axes[1][1].set_xlabel("tasks")
+        # From zero, with headroom: a flat line must not hide under the frame.
+        axes[1][1].set_ylim(0, max(s["rss_kb"] for s in soak["samples"]) / 1024 * 1.25)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+
+
+def machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        ),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
