@@ -14,9 +14,12 @@ cost what they cost in production. Each takes the ``Stack`` (bench/stack.py) and
 figures the report (bench/report.py) prints and saves.
 """
 
+import os
 import statistics
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
@@ -34,6 +37,9 @@ SIZES = {
         "email_orders": 200,
         "burst_orders": 10_000,
         "soak_tasks": 100_000,
+        "capacity_requests": 1000,
+        "open_loop_seconds": 15,
+        "open_loop_rounds": 3,
     },
     "smoke": {
         "latency_requests": 48,
@@ -43,6 +49,9 @@ SIZES = {
         "email_orders": 10,
         "burst_orders": 60,
         "soak_tasks": 300,
+        "capacity_requests": 48,
+        "open_loop_seconds": 2,
+        "open_loop_rounds": 1,
     },
 }
 
@@ -406,6 +415,151 @@ def measure_soak(stack: Stack) -> dict:
     }
 
 
+# --- 6. Checkout, open loop: latency at a fixed arrival rate, and CPU per order per tier ----------
+# Closed-loop clients on two vCPUs saturate the box, so their latency ratio is a CPU ratio. Here
+# requests arrive at a fixed rate (a share of the bare insert's capacity, measured first), each
+# timed from when it was due, not from when a client got round to it (no coordinated omission).
+# The production workers and the relay run meanwhile, as they would.
+
+
+def open_loop(url: str, rate: float, seconds: float, senders: int = 48) -> dict:
+    """POST ``rate`` requests per second for ``seconds``; latency from each request's due time."""
+    count = max(1, int(rate * seconds))
+    start = time.perf_counter() + 0.1
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    next_index = [0]
+
+    def sender(number: int):
+        with httpx.Client(timeout=30) as http:
+            body = order_body(number)
+            while True:
+                with lock:
+                    index = next_index[0]
+                    next_index[0] += 1
+                if index >= count:
+                    return
+                due = start + index / rate
+                time.sleep(max(0.0, due - time.perf_counter()))
+                response = http.post(url, json=body)
+                done = time.perf_counter()
+                with lock:
+                    latencies.append(done - due)
+                    if response.status_code != 201:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} requests failed, e.g. {failures[0]}")
+    return {"latencies": latencies, "orders": count}
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def _group(process) -> list[int]:
+    out = subprocess.run(
+        ["pgrep", "-g", str(process.popen.pid)], capture_output=True, text=True
+    ).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def _named(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def tier_cpu(web, background) -> dict[str, float]:
+    """CPU seconds so far of each tier. PostgreSQL and RabbitMQ are the machine's servers, so
+    anything else using them at the same time counts too; a backend that exited is not counted."""
+    return {
+        "web": _cpu_seconds(_group(web)),
+        "postgresql": _cpu_seconds(_named("^postgres")),
+        "rabbitmq": _cpu_seconds(_named("beam.smp")),
+        "workers_and_relay": _cpu_seconds([pid for p in background for pid in _group(p)]),
+        "load_generator": sum(os.times()[:2]),
+    }
+
+
+def measure_checkout_open_loop(stack: Stack) -> dict:
+    from follow_ups.models import FollowUp
+
+    sizes = stack.sizes
+    stack.purge()
+    FollowUp.objects.update(status="succeeded")
+    background = [*stack.production_workers(), stack.relay()]
+    variants = {"a_prime_rows_no_publish": "/bench/orders/rows/", "b_checkout": "/api/orders/"}
+    gunicorn, web = stack.gunicorn()
+    relay_gunicorn, relay_web = stack.gunicorn(env={"FOLLOW_UP_PUBLISH": "relay"})
+    for url in (*variants.values(), "/bench/orders/bare/"):
+        http_load(f"{web}{url}", CLIENTS * 2)
+    http_load(f"{relay_web}/api/orders/", CLIENTS * 2)
+    # Capacity: the bare insert, closed loop, as many clients as it takes to saturate the box.
+    began = time.perf_counter()
+    done = len(http_load(f"{web}/bench/orders/bare/", sizes["capacity_requests"]))
+    capacity = done / (time.perf_counter() - began)
+    result: dict = {"capacity_bare_insert_per_second": round(capacity, 1), "loads": {}}
+    for load in (0.5, 0.8):
+        rate = capacity * load
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, dict[str, float]] = {name: {} for name in variants}
+        orders: dict[str, int] = dict.fromkeys(variants, 0)
+        if load == 0.5:
+            samples["b_publish_left_to_the_relay"] = []
+            cpu["b_publish_left_to_the_relay"] = {}
+            orders["b_publish_left_to_the_relay"] = 0
+        for _ in range(sizes["open_loop_rounds"]):  # interleaved, so drift hits every variant
+            for name in samples:
+                base, server = (
+                    (relay_web, relay_gunicorn)
+                    if name == "b_publish_left_to_the_relay"
+                    else (web, gunicorn)
+                )
+                path = variants.get(name, "/api/orders/")
+                before = tier_cpu(server, background)
+                run = open_loop(f"{base}{path}", rate, sizes["open_loop_seconds"])
+                after = tier_cpu(server, background)
+                samples[name] += run["latencies"]
+                orders[name] += run["orders"]
+                for tier in before:
+                    cpu[name][tier] = cpu[name].get(tier, 0.0) + after[tier] - before[tier]
+        block = {"rate_per_second": round(rate, 1)}
+        for name, values in samples.items():
+            block[name] = {
+                **summary_ms(values),
+                "cpu_ms_per_order": {
+                    tier: round(seconds * 1000 / orders[name], 2)
+                    for tier, seconds in cpu[name].items()
+                },
+            }
+        b, a_prime = block["b_checkout"], block["a_prime_rows_no_publish"]
+        block["b_p99_minus_a_prime_p99_ms"] = round(b["p99_ms"] - a_prime["p99_ms"], 2)
+        block["publish_web_cpu_ms_per_order"] = round(
+            b["cpu_ms_per_order"]["web"] - a_prime["cpu_ms_per_order"]["web"], 2
+        )
+        result["loads"][f"{int(load * 100)}%"] = block
+    for process in (gunicorn, relay_gunicorn, *background):
+        stack.stop(process)
+    stack.purge()
+    return result
+
+
 MEASURES = {
     "latency": measure_checkout_latency,
     "broker_down": measure_checkout_with_broker_down,
@@ -413,4 +567,5 @@ MEASURES = {
     "email": measure_email_latency,
     "burst": measure_burst,
     "soak": measure_soak,
+    "open_loop": measure_checkout_open_loop,
 }

@@ -21,6 +21,18 @@ TARGETS = [
     ("3 commit -> email p99 (ms)", lambda r: r["email"]["p99_ms"], "<=", 250),
     ("4 burst: last tenth rate / first tenth", lambda r: r["burst"]["last_over_first"], ">=", 1.0),
     ("5 soak: peak RSS / RSS after warm-up", lambda r: r["soak"]["peak_over_warm_up"], "<=", 1.2),
+    (
+        "6 open loop 50%: b p99 - a' p99 (ms)",
+        lambda r: r["open_loop"]["loads"]["50%"]["b_p99_minus_a_prime_p99_ms"],
+        "<=",
+        10,
+    ),
+    (
+        "6 publish: web CPU per order (ms)",
+        lambda r: r["open_loop"]["loads"]["50%"]["publish_web_cpu_ms_per_order"],
+        "<=",
+        1.5,
+    ),
 ]
 
 
@@ -85,6 +97,27 @@ def table(results: dict) -> str:
             f"Soak: {s['tasks']} tasks, {s['worker']}: RSS {s['rss_after_warm_up_kb']} kB after "
             f"warm-up, peak {s['rss_peak_after_warm_up_kb']} kB"
         )
+    if "open_loop" in results:
+        o = results["open_loop"]
+        lines.append(
+            f"Checkout, open loop (bare insert capacity {o['capacity_bare_insert_per_second']}/s;"
+            " workers and relay running), latency from each request's due time (ms), and CPU"
+            " per order by tier (ms):"
+        )
+        tiers = ("web", "postgresql", "rabbitmq", "workers_and_relay", "load_generator")
+        lines.append(
+            f"  {'load / variant':<40}{'n':>6}{'p50':>8}{'p99':>8}  "
+            + "".join(f"{tier[:8]:>9}" for tier in tiers)
+        )
+        for load, block in o["loads"].items():
+            for name, row in block.items():
+                if not isinstance(row, dict):
+                    continue
+                cpu = row["cpu_ms_per_order"]
+                lines.append(
+                    f"  {load + ' ' + name:<40}{row['n']:>6}{row['p50_ms']:>8}{row['p99_ms']:>8}  "
+                    + "".join(f"{cpu[tier]:>9}" for tier in tiers)
+                )
     lines.append("")
     lines.append(f"  {'measure':<42}{'value':>10}  {'target':<10}")
     for row in results["verdicts"]:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from config import broker, schedules
@@ -180,6 +181,12 @@ FOLLOW_UP_RELAY_INTERVAL_SECONDS = float(os.environ.get("FOLLOW_UP_RELAY_INTERVA
 FOLLOW_UP_RELAY_LEASE_SECONDS = float(os.environ.get("FOLLOW_UP_RELAY_LEASE_SECONDS", "15"))
 # A row never handed to the broker is published by the relay this long after it was written (the
 # web normally publishes it at commit; the wait keeps the two from publishing the same row).
+# Who publishes a new follow-up: "commit" (the web, right after its commit; the relay repairs what
+# it could not) or "relay" (the web only wakes the relay with NOTIFY; measured in
+# docs/performance.md). On SQLite "relay" means the relay's polling grace.
+FOLLOW_UP_PUBLISH = os.environ.get("FOLLOW_UP_PUBLISH", "commit")
+if FOLLOW_UP_PUBLISH not in ("commit", "relay"):
+    raise ImproperlyConfigured('FOLLOW_UP_PUBLISH must be "commit" or "relay".')
 FOLLOW_UP_RELAY_GRACE_SECONDS = float(os.environ.get("FOLLOW_UP_RELAY_GRACE_SECONDS", "10"))
 # Published rows not started for this long are compared with the broker's queue every
 # FOLLOW_UP_LOST_CHECK_SECONDS: those the queue no longer holds are published again.

@@ -234,6 +234,11 @@ def follow_ups_publish_after_commit(follow_ups: Iterable[FollowUp]) -> None:
     follow_ups = list(follow_ups)
     if not follow_ups:
         return
+    if settings.FOLLOW_UP_PUBLISH == "relay":
+        # The web publishes nothing itself: the commit wakes the relay, which publishes them.
+        ids = [follow_up.pk for follow_up in follow_ups]
+        transaction.on_commit(lambda: relay_wake(follow_up_ids=ids), robust=True)
+        return
     handed_over: list[int] = []
     left_over: list[int] = []
     for follow_up in follow_ups:

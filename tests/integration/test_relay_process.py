@@ -107,3 +107,28 @@ def test_rows_the_web_could_not_publish_are_published_at_once_when_it_wakes_the_
     finally:
         publish_breaker.closed_again_at = 0.0
         relay.stop()
+
+
+@pytest.mark.postgres
+def test_with_publishing_left_to_the_relay_the_commit_wakes_it_and_the_order_becomes_ready(
+    live_worker, worker_env, process_log_dir, published_tasks
+):
+    """FOLLOW_UP_PUBLISH=relay: the web publishes nothing; its commit's NOTIFY wakes the relay."""
+    settings.FOLLOW_UP_PUBLISH = "relay"
+    relay = start_relay(worker_env, process_log_dir)
+    try:
+        order = place_order((ProductFactory(), 1)).order
+        committed = time.monotonic()
+        assert published_tasks == []  # nothing from this (the web's) process
+        rows = FollowUp.objects.filter(subject=order_subject(order.pk))
+        wait_until(
+            lambda: rows.filter(status="succeeded").count() == 3,
+            timeout=settings.FOLLOW_UP_RELAY_GRACE_SECONDS,
+            interval=0.05,
+            message="the order's follow-ups to run",
+        )
+        # Woken by NOTIFY, not found by its grace-period sweep (10 s).
+        assert time.monotonic() - committed < 3
+    finally:
+        settings.FOLLOW_UP_PUBLISH = "commit"
+        relay.stop()
