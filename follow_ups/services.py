@@ -439,9 +439,7 @@ def follow_up_bury_unrunnable(*, follow_up_ids: list[int], error: str) -> int:
     now = timezone.now()
     buried = FollowUp.objects.filter(
         pk__in=follow_up_ids, status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING]
-    ).update(
-        status=FollowUp.Status.DEAD, finished_at=now, updated_at=now, last_error=error[:2000]
-    )
+    ).update(status=FollowUp.Status.DEAD, finished_at=now, updated_at=now, last_error=error[:2000])
     if buried:
         logger.error("%s follow-up(s) are dead: %s", buried, error)
     return buried

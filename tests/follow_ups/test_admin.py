@@ -29,7 +29,7 @@ def test_a_follow_up_page_shows_its_id_and_when_it_last_changed(admin_client):
 
     page = admin_client.get(f"/admin/follow_ups/followup/{invoice.pk}/change/").content.decode()
 
-    assert '<div class="readonly">{}</div>'.format(invoice.pk) in page
+    assert f'<div class="readonly">{invoice.pk}</div>' in page
     assert "Updated at" in page
 
 

@@ -34,7 +34,9 @@ def test_a_follow_up_row_opens_in_the_admin(admin_client):
 
 def test_an_order_cannot_be_added_from_an_empty_form(admin_client):
     assert admin_client.get("/admin/orders/order/add/").status_code == 403
-    assert "/admin/orders/order/add/" not in admin_client.get("/admin/orders/order/").content.decode()
+    assert (
+        "/admin/orders/order/add/" not in admin_client.get("/admin/orders/order/").content.decode()
+    )
 
 
 def test_the_order_admin_page_links_to_the_customers_page_ops_and_flower(admin_client, settings):
