@@ -110,7 +110,7 @@ def test_dead_letters_and_retries_are_counted_per_kind():
     assert metrics_for("invoice").dead_letters == 0
 
 
-def test_the_oldest_waiting_job_is_the_oldest_pending_or_overdue_follow_up():
+def test_the_oldest_waiting_job_is_the_oldest_follow_up_not_done_and_not_running():
     old, new = (place_order((ProductFactory(), 1)).order for _ in range(2))
     FollowUp.objects.filter(label=old.number, kind="invoice").update(
         created_at=timezone.now() - timedelta(minutes=3)
@@ -122,6 +122,28 @@ def test_the_oldest_waiting_job_is_the_oldest_pending_or_overdue_follow_up():
     assert invoice.waiting == 1
     assert 170 < invoice.oldest_wait_seconds < 200
     assert metrics_for("warehouse_sync").waiting == 2
+
+
+def test_rows_waiting_for_a_retry_count_as_waiting_and_age_the_oldest_wait():
+    # A warehouse outage: every sync is retrying, none is due yet. The backlog is real and ages.
+    orders = [place_order((ProductFactory(), 1)).order for _ in range(12)]
+    now = timezone.now()
+    FollowUp.objects.filter(
+        label__in=[order.number for order in orders], kind="warehouse_sync"
+    ).update(
+        status="retrying",
+        attempts=3,
+        started_at=now - timedelta(seconds=20),
+        next_attempt_at=now + timedelta(minutes=4),
+        created_at=now - timedelta(minutes=5),
+    )
+
+    sync = metrics_for("warehouse_sync")
+
+    assert (sync.waiting, sync.retrying_now) == (12, 12)
+    assert 295 < sync.oldest_wait_seconds < 330
+    default = next(m for m in selectors.ops_snapshot().by_queue if m.name == "default")
+    assert 295 < default.oldest_wait_seconds < 330
 
 
 def test_queue_depth_is_read_from_the_broker():
