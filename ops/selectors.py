@@ -134,9 +134,7 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
         Q(started_at__gte=since_hour)
         | Q(finished_at__gte=since_hour)
         | Q(status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING])
-    ).values_list(
-        "kind", "status", "attempts", "created_at", "started_at", "finished_at"
-    )
+    ).values_list("kind", "status", "attempts", "created_at", "started_at", "finished_at")
     dead_by_kind = defaultdict(int)
     for kind, count in _count_by_kind(FollowUp.objects.filter(status=FollowUp.Status.DEAD)):
         dead_by_kind[kind] = count

@@ -89,7 +89,9 @@ def test_flower_lists_each_follow_up_task_with_its_state_and_runtime(live_worker
         assert task["worker"].startswith("worker-")
 
 
-def test_flowers_task_list_shows_which_order_and_follow_up_each_task_is(live_worker, flower, client):
+def test_flowers_task_list_shows_which_order_and_follow_up_each_task_is(
+    live_worker, flower, client
+):
     """What an operator sees on /tasks: a column with each task's arguments ("[42] invoice
     CS-…": row id, kind, order number), and the search box finds an order's tasks by its number."""
     response = client.post(
