@@ -29,7 +29,7 @@ def addresses(environ: dict[str, str]) -> dict[str, str]:
     """Where the Procfile's servers listen (the same variables the Procfile reads)."""
     web = environ.get("WEB_ADDRESS") or "127.0.0.1:8000"
     flower_host = environ.get("FLOWER_ADDRESS") or "127.0.0.1"
-    if flower_host in ("0.0.0.0", "::"):
+    if flower_host in ("0.0.0.0", "::"):  # noqa: S104 - bound to all: open it on this machine
         flower_host = "127.0.0.1"
     return {
         "web": f"http://{web}",
@@ -67,7 +67,7 @@ def main(argv: list[str]) -> None:
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     honcho = str(bin_dir / "honcho")
     os.chdir(REPO)
-    os.execv(honcho, [honcho, "start", "--procfile", "Procfile", *argv[1:]])
+    os.execv(honcho, [honcho, "start", "--procfile", "Procfile", *argv[1:]])  # noqa: S606
 
 
 if __name__ == "__main__":

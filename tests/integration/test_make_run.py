@@ -6,6 +6,7 @@ every other line of the Procfile runs. A private var/ folder holds Flower's kept
 the embedded stack, the broker these processes share.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -70,10 +71,8 @@ def shop(worker_env, process_log_dir, tmp_path_factory):
         # honcho starts each line in a session of its own: make sure none outlives the test.
         for name in PROCESSES:
             for pid in shop.started_pids(name):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 def flower_password_line(block: str) -> str:
