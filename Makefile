@@ -20,19 +20,10 @@ migrate: $(STAMP)
 seed: migrate
 	$(BIN)/python manage.py seed_catalog
 
-# Flower always asks for a password: without CELERY_FLOWER_PASSWORD one is made and printed.
+# Every line of the Procfile under honcho, each started again if it exits (devtools/run.py). Flower
+# always asks for a password: CELERY_FLOWER_PASSWORD, or the one kept in var/flower-password.
 run: seed
-	@export CELERY_FLOWER_USER="$${CELERY_FLOWER_USER:-admin}"; \
-	if [ -z "$$CELERY_FLOWER_PASSWORD" ]; then \
-	  export CELERY_FLOWER_PASSWORD="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))')"; \
-	fi; \
-	echo ""; \
-	echo "  Storefront  http://127.0.0.1:8000/"; \
-	echo "  Admin       http://127.0.0.1:8000/admin/  (create a login: $(BIN)/python manage.py createsuperuser)"; \
-	echo "  Dev outbox  http://127.0.0.1:8000/dev/outbox/"; \
-	echo "  Flower      http://127.0.0.1:5555/  user $$CELERY_FLOWER_USER, password $$CELERY_FLOWER_PASSWORD"; \
-	echo ""; \
-	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho start --procfile Procfile
+	@PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/python -m devtools.run
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -32,6 +32,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 # The public address of the storefront, used for links in emails sent by workers.
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Where operators open Flower (the admin's order pages link to it); `make run` serves it here.
+FLOWER_URL = os.environ.get("FLOWER_URL", "http://127.0.0.1:5555").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

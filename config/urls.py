@@ -3,6 +3,10 @@ from django.urls import include, path
 
 from config.api import api
 
+admin.site.site_header = "Celery Shop administration"
+admin.site.site_title = "Celery Shop admin"
+admin.site.index_title = "Orders, follow-ups and jobs"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),

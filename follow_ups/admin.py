@@ -18,12 +18,20 @@ class FollowUpAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     list_filter = ["status", "kind"]
-    search_fields = ["=id", "label", "subject", "key"]
+    search_fields = ["label", "subject", "key"]
     readonly_fields = [f.name for f in FollowUp._meta.fields]
     actions = ["replay_dead_letters"]
 
     def has_add_permission(self, request):
         return False  # follow-ups are written by the transaction that decides them
+
+    def get_search_results(self, request, queryset, search_term):
+        # An id as Flower and the logs show it ("42", "#42", "[42]") finds that row alone, not
+        # every row whose key or label happens to contain the digits.
+        digits = search_term.strip().strip("#[]")
+        if digits.isdigit():
+            return queryset.filter(pk=int(digits)), False
+        return super().get_search_results(request, queryset, search_term)
 
     @admin.action(description="Replay selected dead letters", permissions=["change"])
     def replay_dead_letters(self, request, queryset):

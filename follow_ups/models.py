@@ -29,6 +29,8 @@ class FollowUp(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)  # every start counts, finished or not
     created_at = models.DateTimeField(auto_now_add=True)
+    # The last transition. The engine's transitions are conditional UPDATEs, which auto_now never
+    # sees: each sets it. Lease renewals (a heartbeat) leave it.
     updated_at = models.DateTimeField(auto_now=True)
     # When the current message was handed to the broker; NULL: nothing is owed to the broker yet.
     published_at = models.DateTimeField(null=True, blank=True)

@@ -199,9 +199,10 @@ def follow_up_send(follow_up: FollowUp, *, producer=None) -> None:
 def follow_ups_mark_published(follow_up_ids: list[int]) -> None:
     """One UPDATE for every row handed over: the relay then owes them nothing unless they are lost."""
     if follow_up_ids:
+        now = timezone.now()
         FollowUp.objects.filter(
             pk__in=follow_up_ids, status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING]
-        ).update(published_at=timezone.now())
+        ).update(published_at=now, updated_at=now)
 
 
 class PublishBreaker:
@@ -572,9 +573,10 @@ def follow_up_bury(*, follow_up: FollowUp, error: str) -> bool:
 def follow_up_bury_unrunnable(*, follow_up_ids: list[int], error: str) -> int:
     """Rows no code here can run (their kind is not declared): dead letters, replayable once a
     release that declares the kind is running."""
+    now = timezone.now()
     buried = FollowUp.objects.filter(
         pk__in=follow_up_ids, status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING]
-    ).update(status=FollowUp.Status.DEAD, finished_at=timezone.now(), last_error=error[:2000])
+    ).update(status=FollowUp.Status.DEAD, finished_at=now, updated_at=now, last_error=error[:2000])
     if buried:
         logger.error("%s follow-up(s) are dead: %s", buried, error)
     return buried

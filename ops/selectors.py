@@ -41,8 +41,8 @@ class JobMetrics:
     name: str
     queue: str
     depth: int | None = None  # messages waiting in the broker; None when the broker did not say
-    waiting: int = 0  # follow-ups the ledger says are waiting to run (pending, or retry due)
-    oldest_wait_seconds: float = 0.0
+    waiting: int = 0  # follow-ups not done yet and not running: pending, or retrying
+    oldest_wait_seconds: float = 0.0  # since the oldest waiting one was created
     throughput_per_minute: float = 0.0
     retry_rate: float = 0.0
     failure_rate: float = 0.0
@@ -141,9 +141,7 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
         Q(started_at__gte=since_hour)
         | Q(finished_at__gte=since_hour)
         | Q(status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING])
-    ).values_list(
-        "kind", "status", "attempts", "created_at", "started_at", "finished_at", "next_attempt_at"
-    )
+    ).values_list("kind", "status", "attempts", "created_at", "started_at", "finished_at")
     dead_by_kind = defaultdict(int)
     for kind, count in _count_by_kind(FollowUp.objects.filter(status=FollowUp.Status.DEAD)):
         dead_by_kind[kind] = count
@@ -165,19 +163,16 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
     succeeded_last_minute: dict[str, int] = defaultdict(int)
     oldest: dict[str, datetime] = {}
 
-    for kind, status, attempts, created_at, started_at, finished_at, next_attempt_at in rows:
+    for kind, status, attempts, created_at, started_at, finished_at in rows:
         m = metrics[kind]
-        waiting_since = None
-        if status == FollowUp.Status.PENDING:
-            waiting_since = created_at
-        elif status == FollowUp.Status.RETRYING:
+        if status == FollowUp.Status.RETRYING:
             m.retrying_now += 1
-            if next_attempt_at is not None and next_attempt_at <= now:
-                waiting_since = next_attempt_at
-        if waiting_since is not None:
+        if status in (FollowUp.Status.PENDING, FollowUp.Status.RETRYING):
+            # Waiting since the effect was decided, whether for a worker or for its next retry:
+            # during an outage every row is retrying, and the oldest wait is what grows.
             m.waiting += 1
-            if kind not in oldest or waiting_since < oldest[kind]:
-                oldest[kind] = waiting_since
+            if kind not in oldest or created_at < oldest[kind]:
+                oldest[kind] = created_at
 
         if started_at is not None and started_at >= since_window:
             started_in_window[kind] += 1

@@ -8,8 +8,10 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -104,21 +106,23 @@ def background_health(request):
 def failure_lab(request):
     email = lab_selectors.email_faults_get()
     warehouse = lab_selectors.warehouse_faults_get()
+    # Two forms on one page: a prefix each, so their fields (and label targets) have distinct ids.
     email_form = EmailFaultsForm(
-        initial={"latency_ms": email.latency_ms, "error_rate": email.error_rate}
+        prefix="email", initial={"latency_ms": email.latency_ms, "error_rate": email.error_rate}
     )
     warehouse_form = WarehouseFaultsForm(
+        prefix="warehouse",
         initial={
             "latency_ms": warehouse.latency_ms,
             "failure_rate": warehouse.failure_rate,
             "outage": warehouse.outage,
-        }
+        },
     )
     status = 200
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "email":
-            email_form = EmailFaultsForm(request.POST)
+            email_form = EmailFaultsForm(request.POST, prefix="email")
             if email_form.is_valid():
                 lab_services.email_faults_set(
                     **email_form.cleaned_data, poison_recipient=email.poison_recipient
@@ -126,7 +130,7 @@ def failure_lab(request):
                 messages.success(request, "Email provider faults saved.")
                 return redirect("ops:failure_lab")
         elif action == "warehouse":
-            warehouse_form = WarehouseFaultsForm(request.POST)
+            warehouse_form = WarehouseFaultsForm(request.POST, prefix="warehouse")
             if warehouse_form.is_valid():
                 try:
                     lab_services.warehouse_faults_set(**warehouse_form.cleaned_data)
@@ -142,7 +146,12 @@ def failure_lab(request):
                 messages.error(request, str(exc))
             else:
                 messages.success(
-                    request, f"Poison order {placed.order.number} placed: its email will die."
+                    request,
+                    format_html(
+                        'Poison order <a href="{}">{}</a> placed: its email will die.',
+                        reverse("orders:order_detail", args=[placed.order.pk]),
+                        placed.order.number,
+                    ),
                 )
             return redirect("ops:failure_lab")
         else:

@@ -1,6 +1,7 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from orders import selectors
@@ -41,8 +42,27 @@ class OrderFollowUpsMixin:
 class OrderAdmin(OrderFollowUpsMixin, admin.ModelAdmin):
     list_display = ["number", "email", "total", "created_at", "shipment_reference"]
     search_fields = ["number", "email", "id"]
-    readonly_fields = [f.name for f in Order._meta.fields] + ["follow_ups"]
+    readonly_fields = [f.name for f in Order._meta.fields] + ["follow_ups", "watch"]
     inlines = [OrderLineInline]
+
+    def has_add_permission(self, request):
+        return False  # an order is placed by checkout, in the transaction that writes its effects
+
+    def view_on_site(self, order):
+        # The customer's own page ("View on site"): the unguessable id is its access token.
+        return reverse("orders:order_detail", args=[order.pk])
+
+    @admin.display(description="Watch it")
+    def watch(self, order):
+        return format_html(
+            '<a href="{}">the customer\'s page</a> · <a href="{}">/ops/</a> · '
+            '<a href="{}/tasks" target="_blank" rel="noopener">Flower</a> '
+            "(search the tasks for {}: each follow-up's arguments carry the order number)",
+            reverse("orders:order_detail", args=[order.pk]),
+            reverse("ops:dashboard"),
+            settings.FLOWER_URL,
+            order.number,
+        )
 
 
 @admin.register(Invoice)

@@ -1,35 +1,58 @@
-"""A server-rendered SVG sparkline: the last hour of a metric, one point a minute, no JavaScript."""
+"""A server-rendered SVG sparkline: the last hour of a metric, one point a minute, no JavaScript.
+
+The chart stretches to its cell's width (its lines keep their thickness), and a time axis under it
+has a tick every quarter of an hour, counted back from now, and says where "now" is.
+"""
 
 from django import template
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 register = template.Library()
 
-WIDTH = 60
+WIDTH = 120  # viewBox units; on the page the SVG is as wide as its cell
+HEIGHT = 28
 PAD = 2  # keeps the stroke at either end inside the box
-HEIGHT = 24
+AXIS_Y = HEIGHT - 0.5
+TICK_EVERY = 15  # points (minutes)
 
 
 @register.simple_tag
 def sparkline(values, label=""):
-    values = list(values or [])
-    if not values:
-        values = [0]
+    values = list(values or [0])
+    span = len(values)  # minutes, one point each, the last one now
     peak = max(values) or 1
-    step = (WIDTH - 2 * PAD) / max(1, len(values) - 1)
+    step = (WIDTH - 2 * PAD) / max(1, span - 1)
+
+    def x(index: int) -> str:
+        return f"{PAD + index * step:.1f}"
+
     points = " ".join(
-        f"{PAD + index * step:.1f},{HEIGHT - PAD - (value / peak) * (HEIGHT - 2 * PAD):.1f}"
+        f"{x(index)},{AXIS_Y - 1.5 - (value / peak) * (HEIGHT - 2 * PAD - 1.5):.1f}"
         for index, value in enumerate(values)
     )
+    ticks = format_html_join(
+        "",
+        '<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" vector-effect="non-scaling-stroke"/>',
+        ((x(span - 1 - back), HEIGHT - 5, HEIGHT) for back in range(0, span, TICK_EVERY)),
+    )
+    description = f"{label}: the last {span} minutes, peak {max(values)}"
     return format_html(
-        '<svg class="sparkline" width="{}" height="{}" viewBox="0 0 {} {}" role="img" '
-        'aria-label="{}: last hour, peak {}"><polyline fill="none" '
-        'stroke="currentColor" stroke-width="1.5" points="{}"/></svg>',
-        WIDTH,
-        HEIGHT,
-        WIDTH,
-        HEIGHT,
-        label,
-        max(values),
-        points,
+        '<figure class="sparkline" title="{description}">'
+        '<svg width="100%" height="{height}" viewBox="0 0 {width} {height}" '
+        'preserveAspectRatio="none" role="img" aria-label="{description}">'
+        '<g class="sparkline-axis" stroke="currentColor">'
+        '<line x1="0" y1="{axis_y}" x2="{width}" y2="{axis_y}" vector-effect="non-scaling-stroke"/>'
+        "{ticks}</g>"
+        '<polyline fill="none" stroke="currentColor" stroke-width="1.5" '
+        'vector-effect="non-scaling-stroke" points="{points}"/></svg>'
+        '<figcaption class="sparkline-times" aria-hidden="true"><span>−{span} min</span>'
+        "<span>−{half} min</span><span>now</span></figcaption></figure>",
+        description=description,
+        width=WIDTH,
+        height=HEIGHT,
+        axis_y=AXIS_Y,
+        ticks=ticks,
+        points=points,
+        span=span,
+        half=span // 2,
     )

@@ -1,11 +1,13 @@
 """Flower, started the way the Procfile starts it, watching a real worker through its HTTP API."""
 
 import json
+import re
 import subprocess
 
 import httpx
 import pytest
 
+from follow_ups.models import FollowUp
 from tests.factories import ProductFactory, checkout_payload
 from tests.processes import BIN, REPO, Process, free_port, wait_until
 
@@ -86,6 +88,48 @@ def test_flower_lists_each_follow_up_task_with_its_state_and_runtime(live_worker
         assert task["uuid"]
         assert task["runtime"] is not None and task["runtime"] >= 0
         assert task["worker"].startswith("worker-")
+
+
+def test_flowers_task_list_shows_which_order_and_follow_up_each_task_is(
+    live_worker, flower, client
+):
+    """What an operator sees on /tasks: a column with each task's arguments ("[42] invoice
+    CS-…": row id, kind, order number), and the search box finds an order's tasks by its number."""
+    response = client.post(
+        "/api/orders/",
+        data=json.dumps(checkout_payload((ProductFactory().sku, 1))),
+        content_type="application/json",
+    )
+    order = response.json()
+    wait_ready(client, [order["id"]])
+    auth = (USER, PASSWORD)
+    rows = FollowUp.objects.filter(label=order["number"])
+    expected = {f"[{row.pk}] {row.kind} {order['number']}" for row in rows}
+
+    page = httpx.get(f"{flower}/tasks", auth=auth, timeout=5).text
+    columns = re.findall(r'data-column="(\w+)"', page)
+    assert columns[:2] == ["name", "args"]
+
+    def search_by_order_number():
+        # The request the page's search box makes (DataTables, server side).
+        table = httpx.get(
+            f"{flower}/tasks/datatable",
+            params={
+                "draw": 1,
+                "start": 0,
+                "length": 15,
+                "search[value]": order["number"],
+                "order[0][column]": 0,
+                "order[0][dir]": "desc",
+                "columns[0][data]": "received",
+            },
+            auth=auth,
+            timeout=5,
+        ).json()
+        found = {task["args"] for task in table["data"] if task["state"] == "SUCCESS"}
+        return found if found == expected else None
+
+    wait_until(search_by_order_number, timeout=30, message=f"Flower to find {expected}")
 
 
 def test_flower_and_its_api_refuse_requests_without_credentials(flower):

@@ -1,5 +1,7 @@
 """The failure lab: stored toggles the providers read, a poison order, and simulated shoppers."""
 
+import re
+
 import httpx
 import pytest
 from django.core.management import CommandError, call_command
@@ -22,7 +24,7 @@ def test_the_failure_lab_is_for_staff_only(client):
 
 def test_email_faults_are_stored_for_the_provider_to_read(admin_client):
     response = admin_client.post(
-        "/ops/lab/", {"action": "email", "latency_ms": "250", "error_rate": "0.3"}
+        "/ops/lab/", {"action": "email", "email-latency_ms": "250", "email-error_rate": "0.3"}
     )
 
     assert response.status_code == 302
@@ -39,7 +41,7 @@ def test_the_lab_page_says_when_email_faults_are_not_acted_out(admin_client, set
 
 def test_an_error_rate_above_one_is_a_form_error_not_a_crash(admin_client):
     response = admin_client.post(
-        "/ops/lab/", {"action": "email", "latency_ms": "0", "error_rate": "2"}
+        "/ops/lab/", {"action": "email", "email-latency_ms": "0", "email-error_rate": "2"}
     )
 
     assert response.status_code == 400
@@ -54,7 +56,12 @@ def test_an_unknown_action_is_a_bad_request(admin_client):
 def test_warehouse_faults_are_stored_and_pushed_to_the_warehouse(admin_client, warehouse):
     response = admin_client.post(
         "/ops/lab/",
-        {"action": "warehouse", "latency_ms": "40", "failure_rate": "0.5", "outage": "on"},
+        {
+            "action": "warehouse",
+            "warehouse-latency_ms": "40",
+            "warehouse-failure_rate": "0.5",
+            "warehouse-outage": "on",
+        },
     )
 
     assert response.status_code == 302
@@ -71,13 +78,31 @@ def test_warehouse_faults_are_kept_and_the_operator_told_when_the_warehouse_is_a
 
     response = admin_client.post(
         "/ops/lab/",
-        {"action": "warehouse", "latency_ms": "5", "failure_rate": "0", "outage": "on"},
+        {
+            "action": "warehouse",
+            "warehouse-latency_ms": "5",
+            "warehouse-failure_rate": "0",
+            "warehouse-outage": "on",
+        },
         follow=True,
     )
 
     assert response.status_code == 200
     assert "the warehouse did not take it" in response.content.decode()
     assert WarehouseFaults.objects.get().outage is True
+
+
+def test_the_two_fault_forms_have_distinct_field_ids_and_each_label_points_at_its_own_field(
+    admin_client,
+):
+    page = admin_client.get("/ops/lab/").content.decode()
+
+    ids = re.findall(r'<input [^>]*id="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), ids
+    for label_for in re.findall(r'<label for="([^"]+)"', page):
+        assert ids.count(label_for) == 1, label_for
+    assert '<label for="id_email-latency_ms">' in page
+    assert '<label for="id_warehouse-latency_ms">' in page
 
 
 def test_a_poison_order_is_placed_for_the_poison_recipient(admin_client):
@@ -87,6 +112,8 @@ def test_a_poison_order_is_placed_for_the_poison_recipient(admin_client):
 
     assert response.status_code == 302
     order = Order.objects.get()
+    page = admin_client.get(response["Location"]).content.decode()
+    assert f'Poison order <a href="/orders/{order.pk}/">{order.number}</a> placed' in page
     assert order.email == POISON_RECIPIENT
     assert EmailFaults.objects.get().poison_recipient == POISON_RECIPIENT
     assert FollowUp.objects.filter(label=order.number).count() == 3

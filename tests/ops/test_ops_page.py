@@ -1,5 +1,6 @@
 """The ops page and its metrics, read from the follow-up ledger and the broker."""
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -12,6 +13,8 @@ from config.schedules import SCHEDULES_BY_NAME
 from follow_ups.models import FollowUp, RelayState
 from ops import selectors, services
 from ops.models import QueueSample
+from ops.templatetags.durations import ago
+from ops.templatetags.sparklines import sparkline
 from tests.factories import ProductFactory, place_order
 from tests.processes import wait_until
 
@@ -53,7 +56,7 @@ def test_the_ops_page_shows_the_six_metrics_per_queue_and_per_kind(admin_client)
         assert heading in page
     for name in ("critical", "default", "bulk", "confirmation_email", "warehouse_sync", "invoice"):
         assert f'data-row="{name}"' in page
-    assert '<svg class="sparkline"' in page
+    assert '<figure class="sparkline"' in page
     assert 'hx-trigger="every 5s"' in page
     assert 'data-metric="dead-letters">1<' in page
     assert 'data-metric="relay">never ticked<' in page
@@ -73,7 +76,7 @@ def test_the_ops_page_shows_when_the_relay_ticked_and_what_it_did(admin_client):
 
     page = admin_client.get("/ops/").content.decode()
 
-    assert 'data-metric="relay">ticked 2\xa0minutes ago<' in page
+    assert 'data-metric="relay">ticked 2 min ago<' in page
     assert "published 12, recovered 3, re-published as lost 1; lag 4 s" in page
 
 
@@ -110,7 +113,7 @@ def test_dead_letters_and_retries_are_counted_per_kind():
     assert metrics_for("invoice").dead_letters == 0
 
 
-def test_the_oldest_waiting_job_is_the_oldest_pending_or_overdue_follow_up():
+def test_the_oldest_waiting_job_is_the_oldest_follow_up_not_done_and_not_running():
     old, new = (place_order((ProductFactory(), 1)).order for _ in range(2))
     FollowUp.objects.filter(label=old.number, kind="invoice").update(
         created_at=timezone.now() - timedelta(minutes=3)
@@ -122,6 +125,28 @@ def test_the_oldest_waiting_job_is_the_oldest_pending_or_overdue_follow_up():
     assert invoice.waiting == 1
     assert 170 < invoice.oldest_wait_seconds < 200
     assert metrics_for("warehouse_sync").waiting == 2
+
+
+def test_rows_waiting_for_a_retry_count_as_waiting_and_age_the_oldest_wait():
+    # A warehouse outage: every sync is retrying, none is due yet. The backlog is real and ages.
+    orders = [place_order((ProductFactory(), 1)).order for _ in range(12)]
+    now = timezone.now()
+    FollowUp.objects.filter(
+        label__in=[order.number for order in orders], kind="warehouse_sync"
+    ).update(
+        status="retrying",
+        attempts=3,
+        started_at=now - timedelta(seconds=20),
+        next_attempt_at=now + timedelta(minutes=4),
+        created_at=now - timedelta(minutes=5),
+    )
+
+    sync = metrics_for("warehouse_sync")
+
+    assert (sync.waiting, sync.retrying_now) == (12, 12)
+    assert 295 < sync.oldest_wait_seconds < 330
+    default = next(m for m in selectors.ops_snapshot().by_queue if m.name == "default")
+    assert 295 < default.oldest_wait_seconds < 330
 
 
 def test_queue_depth_is_read_from_the_broker():
@@ -174,3 +199,39 @@ def test_samples_older_than_two_hours_are_pruned():
     services.queue_samples_record()
 
     assert not QueueSample.objects.filter(pk=stale.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (0.4, "under 1 s ago"),
+        (4, "4 s ago"),
+        (59, "59 s ago"),
+        (125, "2 min ago"),
+        (3600, "1 h ago"),
+        (3600 + 5 * 60 + 7, "1 h 5 min ago"),
+    ],
+)
+def test_how_long_ago_the_relay_ticked_reads_naturally(seconds, words):
+    now = timezone.now()
+    assert ago(now - timedelta(seconds=seconds), now) == words
+
+
+def test_a_sparkline_fills_its_cell_and_has_a_time_axis():
+    chart = sparkline([0] * 59 + [7], "succeeded per minute")
+
+    svg = re.search(r"<svg [^>]*>", chart).group(0)
+    assert 'width="100%"' in svg and 'preserveAspectRatio="none"' in svg
+    assert re.findall(r"<span>([^<]+)</span>", chart) == ["−60 min", "−30 min", "now"]
+    ticks = re.findall(r'<line x1="([\d.]+)" y1="23"', chart)
+    assert len(ticks) == 4  # now, 15, 30 and 45 minutes back
+    assert float(ticks[0]) == pytest.approx(118)  # the first tick is "now", at the right end
+    assert "the last 60 minutes, peak 7" in chart
+
+
+def test_the_ops_page_draws_its_sparklines_with_the_time_axis(admin_client):
+    page = admin_client.get("/ops/").content.decode()
+    # Per queue: depth, oldest wait, throughput, retries, dead letters; per kind: the last three.
+    queues, kinds = 3, len(selectors.job_metrics())
+    assert page.count('<td class="spark') == 5 * queues + 3 * kinds
+    assert page.count('<figcaption class="sparkline-times"') == 5 * queues + 3 * kinds

@@ -30,3 +30,23 @@ def test_a_follow_up_row_opens_in_the_admin(admin_client):
 
     assert response.status_code == 200
     assert order.number in response.content.decode()
+
+
+def test_an_order_cannot_be_added_from_an_empty_form(admin_client):
+    assert admin_client.get("/admin/orders/order/add/").status_code == 403
+    assert (
+        "/admin/orders/order/add/" not in admin_client.get("/admin/orders/order/").content.decode()
+    )
+
+
+def test_the_order_admin_page_links_to_the_customers_page_ops_and_flower(admin_client, settings):
+    settings.FLOWER_URL = "http://flower.example:5555"
+    order = place_order((ProductFactory(), 1)).order
+
+    page = admin_client.get(f"/admin/orders/order/{order.pk}/change/").content.decode()
+
+    assert f'href="/orders/{order.pk}/" class="viewsitelink"' in page  # "View on site"
+    assert f'<a href="/orders/{order.pk}/">the customer\'s page</a>' in page
+    assert '<a href="/ops/">/ops/</a>' in page
+    assert 'href="http://flower.example:5555/tasks"' in page
+    assert f"search the tasks for {order.number}" in page

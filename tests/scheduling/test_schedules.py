@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from config.schedules import SCHEDULES, Schedule
+from scheduling.models import JobRun
 from scheduling.services import job_run, schedules_sync
 
 pytestmark = pytest.mark.django_db
@@ -150,6 +151,9 @@ def test_periodic_tasks_and_job_runs_are_shown_in_the_admin_with_their_errors(ad
     assert runs.status_code == 200
     assert b"2030-05-04T12:07:00+00:00" in runs.content and b"succeeded" in runs.content
     assert b"ValueError: invalid literal for int()" in runs.content
+    failed = JobRun.objects.get(period="2030-05-04T13:07:00+00:00")
+    detail = admin_client.get(f"/admin/scheduling/jobrun/{failed.pk}/change/")
+    assert b"ValueError: invalid literal for int() with base 10: &#x27;x&#x27;" in detail.content
     assert admin_client.get("/admin/django_celery_beat/periodictask/").status_code == 200
     assert admin_client.get("/admin/scheduling/lease/").status_code == 200
     for model in ["salesreport", "ordershipment", "abandonedcart"]:

@@ -1,0 +1,96 @@
+"""Run a command, and start it again whenever it exits, until told to stop: for `make run`.
+
+honcho stops every process as soon as one exits. A Celery worker can exit for good on its own (a
+pool child killed while the worker starts ends it; kombu's Redis transport ends it with
+"Unrecoverable error" when the broker vanishes), and with honcho alone that takes the storefront
+and everything else down with it. Production's supervisor (compose's ``restart: unless-stopped``)
+starts such a process again; this does the same for each line of the ``Procfile``, and says so:
+
+    worker-critical.1 | restart_on_exit: `celery -A config -q worker` exited with signal SIGKILL
+    after 42 s; starting it again in 1 s (restart 1)
+
+A process that keeps exiting is started again after 1 s, 2 s, 4 s … at most 30 s; one that ran for
+a minute starts the count afresh. SIGTERM, SIGINT or SIGHUP (honcho's Ctrl-C sends SIGTERM to the
+whole process group) stop it: the command gets SIGTERM and is not started again.
+
+    python -m devtools.restart_on_exit celery -A config worker --queues critical
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+FIRST_DELAY_SECONDS = 1.0
+MAX_DELAY_SECONDS = 30.0
+HEALTHY_AFTER_SECONDS = 60.0  # a run at least this long resets the delay
+
+
+def say(message: str) -> None:
+    print(f"restart_on_exit: {message}", file=sys.stderr, flush=True)
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"code {returncode}"
+
+
+class Supervisor:
+    def __init__(self, command: list[str]):
+        self.command = command
+        self.name = " ".join(command[:5])  # enough to tell the lines of the Procfile apart
+        self.child: subprocess.Popen | None = None
+        self.stopping = False
+
+    def stop(self, signum, frame) -> None:
+        self.stopping = True
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self.stop)
+        delay = FIRST_DELAY_SECONDS
+        restarts = 0
+        while True:
+            started = time.monotonic()
+            self.child = subprocess.Popen(self.command)
+            say(f"started `{self.name}` (pid {self.child.pid})")
+            returncode = self.child.wait()
+            if self.stopping:
+                return max(returncode, 0)
+            ran = time.monotonic() - started
+            if ran >= HEALTHY_AFTER_SECONDS:
+                delay = FIRST_DELAY_SECONDS
+            restarts += 1
+            say(
+                f"`{self.name}` exited with {describe_exit(returncode)} after {ran:.0f} s; "
+                f"starting it again in {delay:.0f} s (restart {restarts})"
+            )
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and not self.stopping:
+                time.sleep(0.1)
+            if self.stopping:
+                return 0
+            delay = min(delay * 2, MAX_DELAY_SECONDS)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1:]
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        say("usage: python -m devtools.restart_on_exit COMMAND [ARG ...]")
+        return 2
+    return Supervisor(command).run()
+
+
+if __name__ == "__main__":
+    # Python children then print line by line, so their lines reach honcho as they happen.
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main(sys.argv))

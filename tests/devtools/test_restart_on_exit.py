@@ -1,0 +1,69 @@
+"""make run's supervisor: a process that exits is started again, with a log line; one told to stop
+is not. Each test runs the real wrapper around a real child process."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from tests.processes import REPO, wait_until
+
+
+def supervise(*command: str, log_path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "devtools.restart_on_exit", *command],
+        cwd=REPO,
+        stdout=open(log_path, "wb"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def started_pids(log_path) -> list[int]:
+    return [int(pid) for pid in re.findall(r"\(pid (\d+)\)", log_path.read_text())]
+
+
+def test_a_command_that_exits_is_started_again_and_the_log_says_so(tmp_path):
+    log = tmp_path / "log"
+    wrapper = supervise(sys.executable, "-c", "import sys; sys.exit(3)", log_path=log)
+    try:
+        wait_until(lambda: len(started_pids(log)) >= 3, timeout=15, message="two restarts")
+    finally:
+        wrapper.send_signal(signal.SIGTERM)
+        assert wrapper.wait(10) == 0
+    text = log.read_text()
+    assert "exited with code 3 after 0 s; starting it again in 1 s (restart 1)" in text
+    assert "starting it again in 2 s (restart 2)" in text  # one that keeps exiting backs off
+    assert len(set(started_pids(log))) == len(started_pids(log))
+
+
+def test_a_command_killed_by_a_signal_is_started_again(tmp_path):
+    log = tmp_path / "log"
+    wrapper = supervise(sys.executable, "-c", "import time; time.sleep(60)", log_path=log)
+    try:
+        wait_until(lambda: started_pids(log), timeout=10, message="the child to start")
+        first = started_pids(log)[0]
+        subprocess.run(["kill", "-KILL", str(first)], check=True)
+        wait_until(lambda: len(started_pids(log)) == 2, timeout=10, message="a restart")
+        assert "exited with signal SIGKILL" in log.read_text()
+    finally:
+        wrapper.send_signal(signal.SIGTERM)
+        wrapper.wait(10)
+
+
+def test_a_stop_signal_stops_the_command_and_starts_nothing_again(tmp_path):
+    log = tmp_path / "log"
+    wrapper = supervise(sys.executable, "-c", "import time; time.sleep(60)", log_path=log)
+    wait_until(lambda: started_pids(log), timeout=10, message="the child to start")
+    (child,) = started_pids(log)
+
+    stopped_at = time.monotonic()
+    wrapper.send_signal(signal.SIGTERM)  # to the wrapper alone: it passes it on
+
+    assert wrapper.wait(10) == 0
+    assert time.monotonic() - stopped_at < 5
+    assert subprocess.run(["kill", "-0", str(child)], capture_output=True).returncode != 0
+    time.sleep(1.5)
+    assert started_pids(log) == [child]
+    assert "starting it again" not in log.read_text()

@@ -1,0 +1,181 @@
+"""`make run`'s processes, started the way it starts them (``python -m devtools.run``: the Procfile
+under honcho, each line under ``devtools.restart_on_exit``), on the test database and broker.
+
+The warehouse is the suite's simulator and beat is left out (neither changes what is tested here);
+every other line of the Procfile runs. A private var/ folder holds Flower's kept password and, on
+the embedded stack, the broker these processes share.
+"""
+
+import contextlib
+import os
+import re
+import signal
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.processes import BIN, Process, free_port, wait_until
+
+# The processes share the test database: pytest-django sets one up only for tests that ask for it.
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+PROCESSES = ["web", "worker-critical", "worker-default", "relay", "flower", "ready"]
+
+
+@dataclass
+class Shop:
+    process: Process
+    web: str
+    flower: str
+    var_dir: Path
+
+    def log(self) -> str:
+        return self.process.log()
+
+    def started_pids(self, name: str) -> list[int]:
+        pattern = rf"^\S+ {re.escape(name)}\.1\s+\| restart_on_exit: started `[^`]+` \(pid (\d+)\)"
+        return [int(pid) for pid in re.findall(pattern, self.log(), re.MULTILINE)]
+
+
+@pytest.fixture(scope="module")
+def shop(worker_env, process_log_dir, tmp_path_factory):
+    var_dir = tmp_path_factory.mktemp("make-run-var")
+    web_port, flower_port = free_port(), free_port()
+    env = {
+        **worker_env,
+        "VAR_DIR": str(var_dir),
+        "WEB_ADDRESS": f"127.0.0.1:{web_port}",
+        "FLOWER_PORT": str(flower_port),
+    }
+    env.pop("CELERY_FLOWER_USER", None)
+    env.pop("CELERY_FLOWER_PASSWORD", None)
+    process = Process(
+        "make-run", [str(BIN / "python"), "-m", "devtools.run", *PROCESSES], env, process_log_dir
+    )
+    shop = Shop(
+        process=process,
+        web=f"http://127.0.0.1:{web_port}",
+        flower=f"http://127.0.0.1:{flower_port}",
+        var_dir=var_dir,
+    )
+    try:
+        process.wait_for_log("Everything is up", timeout=120)
+        yield shop
+    finally:
+        process.stop(timeout=30)
+        # honcho starts each line in a session of its own: make sure none outlives the test.
+        for name in PROCESSES:
+            for pid in shop.started_pids(name):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def flower_password_line(block: str) -> str:
+    return re.search(r"Flower\s+http://\S+\s+user (\S+), password (\S+)", block).groups()
+
+
+def test_the_addresses_are_printed_again_once_everything_is_up_with_the_kept_password(shop):
+    log = shop.log()
+    first, everything_up = log.index("Starting the shop:"), log.index("Everything is up")
+    kept = shop.var_dir / "flower-password"
+
+    user, password = flower_password_line(log[first:])
+    assert flower_password_line(log[everything_up:]) == (user, password)
+    assert (user, password) == ("admin", kept.read_text().strip())
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    # Below the start-up logs: the workers said they were ready before the block came again.
+    workers_ready = [m.start() for m in re.finditer(r"(critical|default)@\S+ ready\.", log)]
+    assert len(workers_ready) == 2 and max(workers_ready) < everything_up
+    assert "-------------- " not in log  # no Celery banners
+    assert "Registered tasks" not in log  # Flower's start-up list
+    assert httpx.get(f"{shop.flower}/api/workers", auth=(user, password)).status_code == 200
+    assert httpx.get(f"{shop.flower}/api/workers").status_code == 401
+
+
+def test_one_worker_per_queue_class_as_in_production(shop):
+    password = (shop.var_dir / "flower-password").read_text().strip()
+
+    def queues_by_worker_class():
+        workers = httpx.get(
+            f"{shop.flower}/api/workers", params={"refresh": 1}, auth=("admin", password)
+        ).json()
+        queues = {
+            name.split("@")[0]: sorted(queue["name"] for queue in info.get("active_queues") or [])
+            for name, info in workers.items()
+            if name.startswith(("critical@", "default@"))
+        }
+        return queues if len(queues) == 2 and all(queues.values()) else None
+
+    queues = wait_until(queues_by_worker_class, timeout=30, message="Flower to list both workers")
+    assert queues == {"critical": ["critical"], "default": ["bulk", "default"]}
+
+
+def test_a_worker_that_exits_is_started_again_and_the_web_keeps_answering(shop):
+    (worker,) = shop.started_pids("worker-critical")
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def keep_asking():
+        while not stop.is_set():
+            try:
+                answers.append(httpx.get(f"{shop.web}/healthz", timeout=2).status_code)
+            except httpx.HTTPError as exc:
+                answers.append(repr(exc))
+            time.sleep(0.2)
+
+    asker = threading.Thread(target=keep_asking, daemon=True)
+    asker.start()
+    try:
+        # The worker exits for good, as when a pool child is killed while it starts.
+        os.kill(worker, signal.SIGKILL)
+        wait_until(
+            lambda: len(shop.started_pids("worker-critical")) == 2,
+            timeout=30,
+            message="the worker to be started again",
+        )
+        wait_until(
+            lambda: shop.log().count("critical@") >= 2 and _ready_twice(shop.log()),
+            timeout=60,
+            message="the new worker to be ready",
+        )
+    finally:
+        stop.set()
+        asker.join()
+
+    assert shop.process.popen.poll() is None  # honcho did not stop the shop
+    assert re.search(
+        r"worker-critical\.1\s+\| restart_on_exit: `celery -A config --quiet worker` exited with "
+        r"signal SIGKILL after \d+ s; starting it again in 1 s \(restart 1\)",
+        shop.log(),
+    )
+    assert len(answers) > 5 and set(answers) == {200}, answers
+    assert len(shop.started_pids("web")) == 1  # nothing else was restarted
+
+
+def _ready_twice(log: str) -> bool:
+    return len(re.findall(r"worker-critical\.1\s+\| .*critical@\S+ ready\.", log)) == 2
+
+
+def test_stopping_make_run_stops_every_process_and_starts_none_again(shop):
+    # What Ctrl-C does: honcho sends SIGTERM to each line's process group.
+    children = [pid for name in PROCESSES for pid in shop.started_pids(name)[-1:]]
+    shop.process.popen.send_signal(signal.SIGINT)
+
+    assert shop.process.popen.wait(30) is not None
+    for pid in children:
+        wait_until(lambda pid=pid: not _alive(pid), timeout=15, message=f"{pid} to exit")
+    log = shop.log()
+    assert "starting it again" not in log[log.index("sending SIGTERM") :]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
