@@ -55,6 +55,13 @@ def test_the_storefront_checkout_and_a_polling_order_page_raise_no_violation(
     page.get_by_role("button", name="Log in").click()
     page.goto(f"{live_server.url}/admin/orders/order/")
     seen["admin"] = violations(page)
+    page.goto(f"{live_server.url}/ops/")
+    page.locator("table.metrics").first.wait_for()
+    seen["ops"] = violations(page)
+    page.goto(f"{live_server.url}/ops/lab/")
+    seen["failure lab"] = violations(page)
+    page.goto(f"{live_server.url}/no-such-page/")
+    seen["404"] = violations(page)
 
     assert seen == dict.fromkeys(seen, [])
     assert not [text for text in console if "Content Security Policy" in text]
