@@ -1,8 +1,8 @@
 """`make run`'s processes, started the way it starts them (``python -m devtools.run``: the Procfile
 under honcho, each line under ``devtools.restart_on_exit``), on the test database and broker.
 
-The warehouse is the suite's simulator and beat is left out (neither changes what is tested here);
-every other line of the Procfile runs. A private var/ folder holds Flower's kept password and, on
+The warehouse is the suite's simulator (it changes nothing tested here); every other line of the
+Procfile runs, beat included: "everything is up" waits for its lease (``/healthz/background``). A private var/ folder holds Flower's kept password and, on
 the embedded stack, the broker these processes share.
 """
 
@@ -24,7 +24,7 @@ from tests.processes import BIN, Process, free_port, wait_until
 # The processes share the test database: pytest-django sets one up only for tests that ask for it.
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PROCESSES = ["web", "worker-critical", "worker-default", "relay", "flower", "ready"]
+PROCESSES = ["web", "worker-critical", "worker-default", "beat", "relay", "flower", "ready"]
 
 
 @dataclass
