@@ -43,7 +43,6 @@ from tests.processes import (
     Process,
     SMTPRecorder,
     free_port,
-    wait_until,
 )
 from tests.test_compose import procfile
 
@@ -156,7 +155,9 @@ class RabbitNode:
         cookie_file.write_text(cookie)
         cookie_file.chmod(0o400)
         (directory / "enabled_plugins").write_text("[].\n")
-        (directory / "rabbitmq-env.conf").write_text("")  # not /etc/rabbitmq's: that is the main node's
+        (directory / "rabbitmq-env.conf").write_text(
+            ""
+        )  # not /etc/rabbitmq's: that is the main node's
         (directory / "rabbitmq.conf").write_text(
             "listeners.tcp.default = 5672\n"
             f"default_user = {RABBITMQ_USER}\n"
@@ -389,7 +390,12 @@ class Cluster:
         for node in self.rabbits:
             with contextlib.suppress(Exception):
                 node.process.stop(timeout=20)
-        for step in (self.warehouse.stop, self.smtp.stop, self.postgres.remove, self.network.remove):
+        for step in (
+            self.warehouse.stop,
+            self.smtp.stop,
+            self.postgres.remove,
+            self.network.remove,
+        ):
             with contextlib.suppress(Exception):
                 step()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -418,7 +424,9 @@ def main() -> None:
             host = cluster.network.hosts[name]
             print(f"  {name:9} {host.address:12} {', '.join(running) or '(standby host)'}")
         for name in APP_QUEUES:
-            print(f"  queue {name}: leader {queues[name]['leader']}, members {queues[name]['members']}")
+            print(
+                f"  queue {name}: leader {queues[name]['leader']}, members {queues[name]['members']}"
+            )
         print(f"\n  shop        {cluster.web_url}/  (curl {cluster.web_url}/api/products/)")
         print(f"  PostgreSQL  {cluster.postgres.url('shop')}")
         print(f"  broker URL  {cluster.broker_url('web')}")

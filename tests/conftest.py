@@ -178,7 +178,8 @@ def pytest_collection_modifyitems(config, items):
     # The cluster brings its own brokers and database, so the suite's do not matter to it: it runs
     # once per CI, in the RabbitMQ pass, or when asked for (make test-cluster, test-cluster-full).
     suite = os.environ.get("CLUSTER_SUITE", "")
-    if (not suite and "rabbitmq" in markers) or cluster_unavailable():
+    wants_cluster = any(item.get_closest_marker("cluster") for item in items)
+    if wants_cluster and ((not suite and "rabbitmq" in markers) or cluster_unavailable()):
         markers.add("cluster")
     if suite != "full":
         markers.add("cluster_full")

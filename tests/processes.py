@@ -10,6 +10,7 @@ in the benchmark's stack.
 """
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -106,6 +107,13 @@ class Process:
             except FileNotFoundError:
                 pass
         return total
+
+    def kill(self) -> None:
+        """SIGKILL the whole group, as a crash or the OOM killer would: nothing gets to clean up."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
 
     def stop(self, timeout: float = 15) -> None:
         if self.popen.poll() is None:
