@@ -9,6 +9,7 @@ Each measured recovery time is printed (``-s``) and recorded in docs/reliability
 """
 
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -242,3 +243,55 @@ def test_a_second_beat_and_relay_stand_by_and_take_over_within_their_lease_when_
         timeout=40,
         message="the new beat to send a due job",
     )
+
+
+# --- 3. A rolling deploy: every worker sent SIGTERM in turn while orders flow ---------------------
+@pytest.mark.cluster_full
+def test_a_rolling_sigterm_of_every_worker_while_orders_flow_loses_repeats_and_delays_nothing(
+    cluster,
+):
+    relay_before = cluster.sql(
+        "SELECT published, recovered, republished FROM follow_ups_relaystate"
+    )
+    cluster.smtp.clear()
+    started_at = time.time()
+    stream = CheckoutStream(cluster, per_second=4).start()
+    restarts = []
+    for host in ("worker-a", "worker-b"):
+        for process in ("worker-critical", "worker-default"):
+            time.sleep(3)
+            worker = cluster.processes[f"{host}/{process}"]
+            signalled = time.time()
+            # What `docker stop` does: SIGTERM to the main process only (warm shutdown: finish
+            # the running tasks, then exit), then the same command again.
+            os.kill(worker.popen.pid, signal.SIGTERM)
+            worker.popen.wait(90)
+            exited = time.time()
+            cluster.start(host, process)
+            restarts.append((f"{host}/{process}", exited - signalled, time.time() - exited))
+            assert worker.popen.returncode == 0, worker.log()[-3000:]
+    time.sleep(3)
+    stream.stop()
+
+    statuses = Counter(status for _, status, _ in stream.answers)
+    assert statuses == {201: len(stream.answers)}, statuses
+    orders = stream.orders()
+    wait_until(
+        lambda: not_ready(cluster, [order["id"] for order in orders]) == 0,
+        timeout=120,
+        interval=0.5,
+        message=f"{len(orders)} orders to become ready",
+    )
+    assert_each_effect_once(cluster, orders)
+    latencies = email_latencies(cluster, stream, started_at)
+    relay_after = cluster.sql("SELECT published, recovered, republished FROM follow_ups_relaystate")
+    print(
+        f"\nCASE 3: {len(orders)} checkouts, all 201, during {len(restarts)} warm restarts "
+        f"(SIGTERM to exit, start to ready): "
+        + ", ".join(f"{name} {down:.1f} s + {up:.1f} s" for name, down, up in restarts)
+        + f"; checkout-to-email max {max(latencies):.2f} s; relay counters {relay_before} -> "
+        f"{relay_after}"
+    )
+    # Nothing waited for the relay: every email well inside its 10 s grace, nothing republished.
+    assert max(latencies) < 10
+    assert relay_after == relay_before
