@@ -44,7 +44,7 @@ clean:
 	rm -rf var .pytest_cache .ruff_cache
 
 # --- Production shape and benchmarks (docs/performance.md, docs/scaling.md) -----------------------
-.PHONY: run-production bench bench-smoke
+.PHONY: run-production bench bench-smoke cluster test-cluster test-cluster-full
 
 # The processes docker-compose.yml runs, natively: set DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY,
 # ALLOWED_HOSTS, CELERY_FLOWER_USER/PASSWORD (see .env.example) first.
@@ -62,3 +62,16 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench.run --smoke
+
+# --- Several hosts (docs/scaling.md, "Several hosts") ---------------------------------------------
+# Needs root: three clustered RabbitMQ nodes, two worker hosts, web, beat + relay, each a network
+# namespace on a bridge (tests/cluster.py); PostgreSQL, SMTP and the warehouse on the machine. Ctrl-C
+# removes it all. The tests: the short suite (what CI runs inside `make test`), then the full one.
+cluster: $(STAMP)
+	$(BIN)/python -m tests.cluster
+
+test-cluster: $(STAMP)
+	CLUSTER_SUITE=short $(BIN)/pytest -m cluster tests/integration/test_cluster.py
+
+test-cluster-full: $(STAMP)
+	CLUSTER_SUITE=full $(BIN)/pytest -m cluster tests/integration/test_cluster.py

@@ -175,6 +175,14 @@ def pytest_collection_modifyitems(config, items):
     # Tests marked rabbitmq need an amqp:// broker and rabbitmqctl.
     if not os.environ.get("CELERY_BROKER_URL", "").startswith("amqp://"):
         markers.add("rabbitmq")
+    # The cluster brings its own brokers and database, so the suite's do not matter to it: it runs
+    # once per CI, in the RabbitMQ pass, or when asked for (make test-cluster, test-cluster-full).
+    suite = os.environ.get("CLUSTER_SUITE", "")
+    wants_cluster = any(item.get_closest_marker("cluster") for item in items)
+    if wants_cluster and ((not suite and "rabbitmq" in markers) or cluster_unavailable()):
+        markers.add("cluster")
+    if suite != "full":
+        markers.add("cluster_full")
     deselected = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
@@ -183,3 +191,9 @@ def pytest_collection_modifyitems(config, items):
     # transactions commit; with no worker consuming them yet, nothing touches their rows while
     # pytest-django truncates the tables after each test (the worker's purge drops them later).
     items.sort(key=lambda item: "celery_worker_process" in item.fixturenames)
+
+
+def cluster_unavailable() -> str | None:
+    from tests.cluster import available
+
+    return available()

@@ -10,6 +10,7 @@ in the benchmark's stack.
 """
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -106,6 +107,13 @@ class Process:
             except FileNotFoundError:
                 pass
         return total
+
+    def kill(self) -> None:
+        """SIGKILL the whole group, as a crash or the OOM killer would: nothing gets to clean up."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
 
     def stop(self, timeout: float = 15) -> None:
         if self.popen.poll() is None:
@@ -229,7 +237,7 @@ class SMTPRecorder:
     heard was accepted: what a real server does when its reply is lost.
     """
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.messages: list[dict] = []
         self.lock = threading.Lock()
         self.refusals: list[str] = []  # SMTP replies to give instead of accepting, in order
@@ -239,7 +247,7 @@ class SMTPRecorder:
         self.sessions: list = []  # the server side of every connection made, for close_connections
         self.reply_delay = 0.0  # seconds every DATA reply waits: a slow provider
         self.accepted: dict[str, float] = {}  # subject -> time.time() of its last 250
-        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+        self.controller = Controller(self, hostname=host, port=free_port())
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -408,13 +416,15 @@ class PrivatePostgres:
     """A PostgreSQL server of the test's own: ``initdb`` in a temporary folder, its own port, trust
     authentication, so a test may stop and start it and touch no other database.
 
-    initdb and the server refuse to run as root: both run as the ``postgres`` user.
+    initdb and the server refuse to run as root: both run as the ``postgres`` user. ``listen`` adds
+    addresses beside 127.0.0.1 and ``network`` the clients trusted there (the cluster's bridge).
     """
 
     BIN = Path("/usr/lib/postgresql/15/bin")
 
-    def __init__(self):
+    def __init__(self, *, listen: tuple[str, ...] = (), network: str | None = None):
         self.port = free_port()
+        self.listen = ",".join(("127.0.0.1", *listen))
         self.dir = Path(tempfile.mkdtemp(prefix="private-postgres-"))
         shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"
@@ -423,6 +433,9 @@ class PrivatePostgres:
             "initdb", "--pgdata", str(self.data), "--username", "postgres", "--auth", "trust",
             "--encoding", "UTF8", "--no-sync", "--no-instructions",
         )  # fmt: skip
+        if network:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {network} trust\n")
 
     def _as_postgres(self, program: str, *args: str) -> None:
         done = subprocess.run(
@@ -441,7 +454,7 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> "PrivatePostgres":
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir}"
+        options = f"-p {self.port} -c listen_addresses={self.listen} -k {self.dir}"
         self._as_postgres(
             "pg_ctl", "start", "--wait", "--pgdata", str(self.data), "--log", str(self.log_path),
             "-o", options,

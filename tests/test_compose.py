@@ -192,3 +192,63 @@ def test_the_redis_variant_swaps_the_broker_and_keeps_every_process():
     for name in ("web", "worker-critical", "worker-default", "beat", "relay"):
         assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}, name
     assert command_line(services["web"]) == procfile()["web"]
+
+
+# --- docker-compose.cluster.yml: the several-host topology (tests/cluster.py) ---------------------
+CLUSTER_NODES = {"rabbit1", "rabbit2", "rabbit3"}
+
+
+def test_the_cluster_file_runs_every_production_process_with_the_procfile_command():
+    services = load("docker-compose.cluster.yml")["services"]
+    processes = procfile()
+
+    assert set(services) == APP_SERVICES | CLUSTER_NODES | {"postgres", "mailpit"}
+    for service_name, process_name in PROCESS_FOR_SERVICE.items():
+        assert command_line(services[service_name]) == processes[process_name], service_name
+        assert services[service_name]["image"] == "celery-shop:latest", service_name
+    assert services["worker-critical"]["deploy"]["replicas"] == 2
+    assert services["worker-default"]["deploy"]["replicas"] == 2
+    assert services["beat"]["deploy"]["replicas"] == 1
+    assert services["relay"]["deploy"]["replicas"] == 2  # one active, one standing by
+
+
+def test_the_cluster_file_clusters_three_rabbitmq_nodes_with_one_cookie():
+    stack = load("docker-compose.cluster.yml")
+    services = stack["services"]
+    config = stack["configs"]["rabbitmq-conf"]["content"]
+
+    assert {services[name]["hostname"] for name in CLUSTER_NODES} == CLUSTER_NODES
+    for name in CLUSTER_NODES:
+        node = services[name]
+        assert f"cluster_formation.classic_config.nodes.{name[-1]} = rabbit@{name}" in config
+        assert node["volumes"] == [f"{name}-data:/var/lib/rabbitmq"], name
+        assert {c["source"] for c in node["configs"]} == {"rabbitmq-conf", "erlang-cookie"}, name
+        assert node["healthcheck"]["test"], name
+    assert "cluster_partition_handling = pause_minority" in config
+    assert stack["configs"]["erlang-cookie"] == {"environment": "RABBITMQ_ERLANG_COOKIE"}
+
+
+def test_every_cluster_client_lists_every_node_and_waits_for_all_three():
+    services = load("docker-compose.cluster.yml")["services"]
+    firsts = set()
+
+    for name in APP_SERVICES - {"warehouse", "migrate"}:  # migrate never talks to the broker
+        urls = services[name]["environment"]["CELERY_BROKER_URL"].split(";")
+        hosts = [re.search(r"@(\w+):5672/", url).group(1) for url in urls]
+        assert sorted(hosts) == sorted(CLUSTER_NODES), name
+        firsts.add(hosts[0])
+        for node in CLUSTER_NODES:
+            assert services[name]["depends_on"][node] == {"condition": "service_healthy"}, name
+    assert firsts == CLUSTER_NODES  # the services' connections spread over the three nodes
+
+
+def test_env_example_names_every_variable_the_cluster_file_requires():
+    text = (REPO / "docker-compose.cluster.yml").read_text()
+    required = set(re.findall(r"\$\{(\w+):\?", text)) | {"RABBITMQ_ERLANG_COOKIE"}
+    example = {
+        line.partition("=")[0]
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+
+    assert required <= example, required - example
