@@ -131,7 +131,7 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
     Rates look at the follow-ups whose latest attempt started in the last five minutes: the retry
     rate is the share that needed a retry (and may since have succeeded), the failure rate the
     share that ended dead.
-    Throughput is follow-ups that succeeded in the last minute.
+    Throughput is follow-ups that ran and succeeded in the last minute.
     """
     now = now or timezone.now()
     since_hour = now - timedelta(minutes=HISTORY_MINUTES)
@@ -181,14 +181,23 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
                 retried_in_window[kind] += 1
             if status == FollowUp.Status.DEAD:
                 dead_in_window[kind] += 1
+        # Work done: a row set aside before it ever started (a charge's void once its order
+        # committed) is settled, not throughput.
+        ran = started_at is not None
         if (
             status == FollowUp.Status.SUCCEEDED
+            and ran
             and finished_at is not None
             and finished_at >= since_throughput
         ):
             succeeded_last_minute[kind] += 1
 
-        if status == FollowUp.Status.SUCCEEDED and finished_at and finished_at >= since_hour:
+        if (
+            status == FollowUp.Status.SUCCEEDED
+            and ran
+            and finished_at
+            and finished_at >= since_hour
+        ):
             m.throughput_history[_minute_index(finished_at, now)] += 1
         elif status == FollowUp.Status.DEAD and finished_at and finished_at >= since_hour:
             m.failure_history[_minute_index(finished_at, now)] += 1

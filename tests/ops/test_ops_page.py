@@ -235,3 +235,11 @@ def test_the_ops_page_draws_its_sparklines_with_the_time_axis(admin_client):
     queues, kinds = 3, len(selectors.job_metrics())
     assert page.count('<td class="spark') == 5 * queues + 3 * kinds
     assert page.count('<figcaption class="sparkline-times"') == 5 * queues + 3 * kinds
+
+
+@pytest.mark.django_db
+def test_a_void_set_aside_when_its_order_committed_is_not_throughput():
+    place_order((ProductFactory(), 1))  # its payment_void is set aside, never run
+    by_kind = {m.name: m for m in selectors.job_metrics()}
+    assert by_kind["payment_void"].throughput_per_minute == 0
+    assert sum(by_kind["payment_void"].throughput_history) == 0
