@@ -116,7 +116,12 @@ def test_one_worker_per_queue_class_as_in_production(shop):
 
 
 def test_a_worker_that_exits_is_started_again_and_the_web_keeps_answering(shop):
-    (worker,) = shop.started_pids("worker-critical")
+    # On the embedded broker, two workers starting at once can already have needed a restart:
+    # kombu's filesystem transport rewrites its exchange table in place, and a worker that reads
+    # it mid-write exits (JSONDecodeError). The supervisor is what carries make run through that.
+    earlier = shop.started_pids("worker-critical")
+    worker = earlier[-1]
+    ready_before = _ready_lines(shop.log())
     answers: list[int] = []
     stop = threading.Event()
 
@@ -134,12 +139,12 @@ def test_a_worker_that_exits_is_started_again_and_the_web_keeps_answering(shop):
         # The worker exits for good, as when a pool child is killed while it starts.
         os.kill(worker, signal.SIGKILL)
         wait_until(
-            lambda: len(shop.started_pids("worker-critical")) == 2,
+            lambda: len(shop.started_pids("worker-critical")) == len(earlier) + 1,
             timeout=30,
             message="the worker to be started again",
         )
         wait_until(
-            lambda: shop.log().count("critical@") >= 2 and _ready_twice(shop.log()),
+            lambda: _ready_lines(shop.log()) > ready_before,
             timeout=60,
             message="the new worker to be ready",
         )
@@ -150,15 +155,15 @@ def test_a_worker_that_exits_is_started_again_and_the_web_keeps_answering(shop):
     assert shop.process.popen.poll() is None  # honcho did not stop the shop
     assert re.search(
         r"worker-critical\.1\s+\| restart_on_exit: `celery -A config --quiet worker` exited with "
-        r"signal SIGKILL after \d+ s; starting it again in 1 s \(restart 1\)",
+        r"signal SIGKILL after \d+ s; starting it again in \d+ s \(restart \d+\)",
         shop.log(),
     )
     assert len(answers) > 5 and set(answers) == {200}, answers
     assert len(shop.started_pids("web")) == 1  # nothing else was restarted
 
 
-def _ready_twice(log: str) -> bool:
-    return len(re.findall(r"worker-critical\.1\s+\| .*critical@\S+ ready\.", log)) == 2
+def _ready_lines(log: str) -> int:
+    return len(re.findall(r"worker-critical\.1\s+\| .*critical@\S+ ready\.", log))
 
 
 def test_stopping_make_run_stops_every_process_and_starts_none_again(shop):
