@@ -11,6 +11,8 @@ from config.celery import app
 
 @pytest.mark.django_db(transaction=True)
 def test_after_a_task_a_worker_keeps_its_connection_until_conn_max_age():
+    # A fresh connection: one an earlier test opened may be past CONN_MAX_AGE already.
+    connection.close()
     connection.ensure_connection()
     task_postrun.send(sender=None)
     # SQLite's connections are not kept (CONN_MAX_AGE 0); PostgreSQL's live for CONN_MAX_AGE.
