@@ -14,6 +14,7 @@ cost what they cost in production. Each takes the ``Stack`` (bench/stack.py) and
 figures the report (bench/report.py) prints and saves.
 """
 
+import functools
 import os
 import statistics
 import subprocess
@@ -40,6 +41,8 @@ SIZES = {
         "capacity_requests": 1000,
         "open_loop_seconds": 15,
         "open_loop_rounds": 3,
+        "kind_orders": 300,
+        "kind_rounds": 3,
     },
     "smoke": {
         "latency_requests": 48,
@@ -52,6 +55,8 @@ SIZES = {
         "capacity_requests": 48,
         "open_loop_seconds": 2,
         "open_loop_rounds": 1,
+        "kind_orders": 12,
+        "kind_rounds": 1,
     },
 }
 
@@ -560,6 +565,109 @@ def measure_checkout_open_loop(stack: Stack) -> dict:
     return result
 
 
+# --- 7. Follow-ups per kind against the bare provider calls -----------------------------------------
+
+SMTP_LATENCY_MS = 100
+WAREHOUSE_LATENCY_MS = 50
+
+
+def _spread(values: list[float]) -> dict:
+    """The median of the runs, and every run (the range is their min and max)."""
+    return {"median": round(statistics.median(values), 3), "runs": [round(v, 3) for v in values]}
+
+
+def _follow_ups_drained(stack: Stack, kind: str, queue: str, children: int, subjects) -> dict:
+    """Start the production worker for ``queue`` (task events on, as in production) and let it
+    drain the ``kind`` rows of ``subjects``; their rate (first claim to last finish) and its CPU."""
+    from django.db.models import Max, Min
+
+    from follow_ups.models import FollowUp
+
+    rows = FollowUp.objects.filter(subject__in=subjects, kind=kind)
+    worker = stack.worker(queue, concurrency=children, task_events=True)
+    cpu = _cpu_seconds(_group(worker))
+    wait_until(
+        lambda: rows.filter(status="succeeded").count() >= len(subjects),
+        timeout=600,
+        interval=0.25,
+        message=f"{kind} follow-ups to finish",
+    )
+    cpu = _cpu_seconds(_group(worker)) - cpu
+    stack.stop(worker)
+    span = rows.aggregate(first=Min("started_at"), last=Max("finished_at"))
+    return {
+        "per_second": len(subjects) / (span["last"] - span["first"]).total_seconds(),
+        "worker_cpu_ms_per_follow_up": cpu * 1000 / len(subjects),
+    }
+
+
+def measure_follow_ups_per_kind(stack: Stack) -> dict:
+    """Per kind: follow-ups/s on the production worker that serves it ÷ the same provider calls/s
+    made bare (bench/providers.py) at the same concurrency, the providers answering in
+    SMTP_LATENCY_MS / WAREHOUSE_LATENCY_MS. Each round places fresh orders (their messages wait in
+    the queues), then for each kind runs the bare calls and the follow-ups, alternating which goes
+    first, and reads the worker's CPU from /proc."""
+
+    from bench.providers import KINDS, calls_per_second
+    from follow_ups.models import FollowUp
+    from orders.services import order_subject
+
+    concurrency = {
+        "confirmation_email": ("critical", stack.critical_concurrency),
+        "warehouse_sync": ("default", stack.default_concurrency),
+        "invoice": ("bulk", stack.default_concurrency),
+    }
+    stack.purge()
+    FollowUp.objects.update(status="succeeded")
+    stack.provider_latency(smtp_ms=SMTP_LATENCY_MS, warehouse_ms=WAREHOUSE_LATENCY_MS)
+    runs: dict[str, list[dict]] = {kind: [] for kind in KINDS}
+    for round_number in range(stack.sizes["kind_rounds"]):
+        orders = [order_place(n) for n in range(stack.sizes["kind_orders"])]
+        order_ids = [str(order.pk) for order in orders]
+        subjects = [order_subject(order.pk) for order in orders]
+        for kind in KINDS:
+            queue, children = concurrency[kind]
+            steps = {
+                "bare": functools.partial(calls_per_second, kind, order_ids, children),
+                "follow_ups": functools.partial(
+                    _follow_ups_drained, stack, kind, queue, children, subjects
+                ),
+            }
+            order = ("bare", "follow_ups") if round_number % 2 == 0 else ("follow_ups", "bare")
+            results = {name: steps[name]() for name in order}
+            runs[kind].append(
+                {
+                    "follow_ups_per_second": results["follow_ups"]["per_second"],
+                    "bare_calls_per_second": results["bare"]["per_second"],
+                    "ratio": results["follow_ups"]["per_second"] / results["bare"]["per_second"],
+                    "worker_cpu_ms_per_follow_up": results["follow_ups"][
+                        "worker_cpu_ms_per_follow_up"
+                    ],
+                    "bare_cpu_ms_per_call": results["bare"]["cpu_ms_per_call"],
+                }
+            )
+    stack.provider_latency(smtp_ms=0, warehouse_ms=0)
+    kinds = {}
+    for kind, kind_runs in runs.items():
+        queue, children = concurrency[kind]
+        kinds[kind] = {
+            "queue": queue,
+            "concurrency": children,
+            **{name: _spread([run[name] for run in kind_runs]) for name in kind_runs[0]},
+        }
+        # At saturation one vCPU would run 1000 / (worker CPU ms per follow-up) of them a second.
+        kinds[kind]["follow_ups_per_worker_vcpu_second"] = _spread(
+            [1000 / run["worker_cpu_ms_per_follow_up"] for run in kind_runs]
+        )
+    return {
+        "orders_per_round": stack.sizes["kind_orders"],
+        "rounds": stack.sizes["kind_rounds"],
+        "smtp_latency_ms": SMTP_LATENCY_MS,
+        "warehouse_latency_ms": WAREHOUSE_LATENCY_MS,
+        "kinds": kinds,
+    }
+
+
 MEASURES = {
     "latency": measure_checkout_latency,
     "broker_down": measure_checkout_with_broker_down,
@@ -568,4 +676,5 @@ MEASURES = {
     "burst": measure_burst,
     "soak": measure_soak,
     "open_loop": measure_checkout_open_loop,
+    "per_kind": measure_follow_ups_per_kind,
 }

@@ -21,6 +21,15 @@ TARGETS = [
     ("3 commit -> email p99 (ms)", lambda r: r["email"]["p99_ms"], "<=", 250),
     ("4 burst: last tenth rate / first tenth", lambda r: r["burst"]["last_over_first"], ">=", 1.0),
     ("5 soak: peak RSS / RSS after warm-up", lambda r: r["soak"]["peak_over_warm_up"], "<=", 1.2),
+    *(
+        (
+            f"7 {kind.split('_')[0]}: follow-ups/s / bare calls/s",
+            lambda r, kind=kind: r["per_kind"]["kinds"][kind]["ratio"]["median"],
+            ">=",
+            0.8,
+        )
+        for kind in ("confirmation_email", "warehouse_sync", "invoice")
+    ),
     (
         "6 open loop 50%: b p99 - a' p99 (ms)",
         lambda r: r["open_loop"]["loads"]["50%"]["b_p99_minus_a_prime_p99_ms"],
@@ -118,6 +127,30 @@ def table(results: dict) -> str:
                     f"  {load + ' ' + name:<40}{row['n']:>6}{row['p50_ms']:>8}{row['p99_ms']:>8}  "
                     + "".join(f"{cpu[tier]:>9}" for tier in tiers)
                 )
+    if "per_kind" in results:
+        k = results["per_kind"]
+        lines.append(
+            f"Follow-ups per kind vs the bare provider calls ({k['orders_per_round']} orders x "
+            f"{k['rounds']} rounds; SMTP answers in {k['smtp_latency_ms']} ms, the warehouse in "
+            f"{k['warehouse_latency_ms']} ms); medians, [min-max] of the rounds:"
+        )
+        lines.append(
+            f"  {'kind':<20}{'children':>9}{'follow-ups/s':>20}{'bare/s':>20}{'ratio':>20}"
+            f"{'worker CPU ms':>16}{'per vCPU-s':>12}"
+        )
+
+        def cell(spread: dict, width: int) -> str:
+            low, high = min(spread["runs"]), max(spread["runs"])
+            text = f"{spread['median']:.3g}" + (f" [{low:.3g}-{high:.3g}]" if low != high else "")
+            return f"{text:>{width}}"
+
+        for kind, row in k["kinds"].items():
+            lines.append(
+                f"  {kind:<20}{row['concurrency']:>9}{cell(row['follow_ups_per_second'], 20)}"
+                f"{cell(row['bare_calls_per_second'], 20)}{cell(row['ratio'], 20)}"
+                f"{cell(row['worker_cpu_ms_per_follow_up'], 16)}"
+                f"{cell(row['follow_ups_per_worker_vcpu_second'], 12)}"
+            )
     lines.append("")
     lines.append(f"  {'measure':<42}{'value':>10}  {'target':<10}")
     for row in results["verdicts"]:

@@ -118,7 +118,9 @@ class Stack:
         process = start_gunicorn({**self.env, **(env or {})}, self.log_dir, port=port)
         return self.track(process), f"http://127.0.0.1:{port}"
 
-    def worker(self, queues: str, *, concurrency: int = 2, env: dict | None = None) -> Process:
+    def worker(
+        self, queues: str, *, concurrency: int = 2, env: dict | None = None, task_events=False
+    ) -> Process:
         return self.track(
             start_worker(
                 {**self.env, **(env or {})},
@@ -126,7 +128,7 @@ class Stack:
                 queues=queues,
                 concurrency=concurrency,
                 name=f"worker-{queues.replace(',', '-')}",
-                task_events=False,
+                task_events=task_events,
             )
         )
 
@@ -136,9 +138,13 @@ class Stack:
         return self.track(redis.process), redis.url
 
     def providers(self, latency_ms: float):
-        self.smtp.reply_delay = latency_ms / 1000
+        self.provider_latency(smtp_ms=latency_ms, warehouse_ms=latency_ms)
+
+    def provider_latency(self, *, smtp_ms: float, warehouse_ms: float):
+        """How long the SMTP server waits before answering DATA, and the warehouse every call."""
+        self.smtp.reply_delay = smtp_ms / 1000
         httpx.put(
-            f"{self.env['WAREHOUSE_URL']}/config", json={"latency_ms": latency_ms}, timeout=5
+            f"{self.env['WAREHOUSE_URL']}/config", json={"latency_ms": warehouse_ms}, timeout=5
         ).raise_for_status()
 
     def production_workers(self) -> list[Process]:

@@ -82,16 +82,16 @@ def email_send(
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].rstrip(">") or "localhost"
     # A delivery that did not exist is created already claimed by this sender: the claim's UPDATE
     # would change nothing a crash in between could tell apart (both mean "send at once").
-    delivery, created = EmailDelivery.objects.get_or_create(
-        purpose_key=purpose_key,
-        defaults={
-            "recipient": recipient,
-            "subject": subject,
-            "message_id": f"<{purpose_key}@{domain}>",
-            "status": EmailDelivery.Status.SENDING,
-            "claimed_at": timezone.now(),
-            "attempts": 1,
-        },
+    delivery, created = _delivery_create_or_get(
+        EmailDelivery(
+            purpose_key=purpose_key,
+            recipient=recipient,
+            subject=subject,
+            message_id=f"<{purpose_key}@{domain}>",
+            status=EmailDelivery.Status.SENDING,
+            claimed_at=timezone.now(),
+            attempts=1,
+        )
     )
     if delivery.status == EmailDelivery.Status.SENDING and delivery.data_started_at is not None:
         # The last sender issued DATA and recorded no reply: it was killed, or lost its database.
@@ -151,6 +151,38 @@ def email_send(
         if not accepted:  # after an error the session's state is unknown: never reuse it
             email_connection_discard()
     return EmailSent(message_id=delivery.message_id, already_sent=False)
+
+
+def _delivery_create_or_get(new: EmailDelivery) -> tuple[EmailDelivery, bool]:
+    """``new`` inserted, or the delivery that already has its purpose key; and whether it was new.
+
+    A first send takes one statement, ``INSERT … ON CONFLICT DO NOTHING RETURNING``, where
+    ``get_or_create`` takes four (SELECT, BEGIN, INSERT, COMMIT); the existing row is read only
+    when the insert found one. Two senders racing both get the one row, as with get_or_create.
+    """
+    if not connection.features.can_return_columns_from_insert:
+        defaults = {f.name: getattr(new, f.attname) for f in _INSERTED_FIELDS}
+        defaults.pop("purpose_key")
+        return EmailDelivery.objects.get_or_create(purpose_key=new.purpose_key, defaults=defaults)
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(EmailDelivery._meta.db_table)} "  # noqa: S608 (names, not input)
+        f"({', '.join(quote(f.column) for f in _INSERTED_FIELDS)}) "
+        f"VALUES ({', '.join(['%s'] * len(_INSERTED_FIELDS))}) "
+        f"ON CONFLICT ({quote('purpose_key')}) DO NOTHING RETURNING {quote('id')}"
+    )
+    values = [f.get_db_prep_save(f.pre_save(new, add=True), connection) for f in _INSERTED_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return EmailDelivery.objects.get(purpose_key=new.purpose_key), False
+    new.pk = row[0]
+    new._state.adding, new._state.db = False, connection.alias
+    return new, True
+
+
+_INSERTED_FIELDS = [f for f in EmailDelivery._meta.concrete_fields if not f.primary_key]
 
 
 class _KeptConnection(threading.local):

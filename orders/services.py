@@ -378,26 +378,42 @@ def _order_for_idempotency_key(key: str, request_hash: str) -> Order | None:
 # --- The follow-ups themselves --------------------------------------------------------------------
 
 
-def confirmation_email_send(*, order: Order) -> dict:
+def confirmation_email_body(order: Order) -> str:
     from orders.selectors import order_confirmation_notice  # selectors import this module's kinds
 
-    lines = list(order.lines.all())
-    body = render_to_string(
+    return render_to_string(
         "orders/email/confirmation.txt",
         {
             "order": order,
-            "lines": lines,
+            "lines": list(order.lines.all()),
             "order_url": f"{settings.SITE_URL}/orders/{order.pk}/",
             "notice": order_confirmation_notice(order),
         },
     )
+
+
+def confirmation_email_send(*, order: Order) -> dict:
     sent = email_send(
         purpose_key=f"order-{order.pk}-confirmation",
         recipient=order.email,
         subject=f"Order {order.number} confirmed",
-        body=body,
+        body=confirmation_email_body(order),
     )
     return {"message_id": sent.message_id, "already_sent": sent.already_sent}
+
+
+def shipment_payload(order: Order) -> dict:
+    return {
+        "order_number": order.number,
+        "name": order.name,
+        "address": {
+            "line1": order.address_line1,
+            "city": order.address_city,
+            "postal_code": order.address_postal_code,
+            "country": order.address_country,
+        },
+        "lines": [{"sku": line.sku, "quantity": line.quantity} for line in order.lines.all()],
+    }
 
 
 def shipment_create(*, order: Order) -> dict:
@@ -405,18 +421,7 @@ def shipment_create(*, order: Order) -> dict:
     if order.shipment_reference:
         return {"shipment_reference": order.shipment_reference}
     reference = warehouse.shipment_request(
-        idempotency_key=f"order-{order.pk}-shipment",
-        payload={
-            "order_number": order.number,
-            "name": order.name,
-            "address": {
-                "line1": order.address_line1,
-                "city": order.address_city,
-                "postal_code": order.address_postal_code,
-                "country": order.address_country,
-            },
-            "lines": [{"sku": line.sku, "quantity": line.quantity} for line in order.lines.all()],
-        },
+        idempotency_key=f"order-{order.pk}-shipment", payload=shipment_payload(order)
     )
     Order.objects.filter(pk=order.pk).update(shipment_reference=reference)
     return {"shipment_reference": reference}

@@ -6,7 +6,7 @@ import pytest
 
 from tests.factories import ProductFactory
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.once]
 
 RECORD_VIOLATIONS = """
 window.__violations = [];

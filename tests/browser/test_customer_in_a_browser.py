@@ -13,7 +13,7 @@ from notifications.services import email_send
 from orders.models import Order
 from tests.factories import ProductFactory, place_order
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.once]
 
 # Every element's box must lie within the viewport: a table spilling out of its card, or a header
 # pushed wider, shows up here even when the page itself hides the overflow.

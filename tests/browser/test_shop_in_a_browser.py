@@ -16,7 +16,7 @@ from follow_ups.models import FollowUp
 from ops import services
 from tests.processes import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.once]
 
 
 def test_a_customer_buys_watches_the_order_turn_ready_and_opens_the_invoice(

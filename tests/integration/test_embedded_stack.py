@@ -26,7 +26,8 @@ from tests.processes import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+# It builds the embedded stack whatever DATABASE_URL and CELERY_BROKER_URL say.
+pytestmark = [pytest.mark.integration, pytest.mark.once]
 
 ORDERS = 40
 CLIENTS = 8

@@ -74,6 +74,23 @@ def test_a_first_send_writes_its_delivery_three_times_claim_marker_and_250(smtp)
     # Created already claimed, the DATA marker, the 250: the marker and the 250 each in their own
     # commit (autocommit), as the boundary needs.
     assert writes == ["INSERT", "UPDATE", "UPDATE"]
+    # Nothing is read before the insert, and no transaction is opened around it.
+    statements = [query["sql"].split(None, 1)[0] for query in queries.captured_queries]
+    assert statements == ["INSERT", "UPDATE", "UPDATE"]
     sent = EmailDelivery.objects.get(purpose_key="writes")
     assert (sent.status, sent.attempts) == ("sent", 1)
     assert sent.claimed_at is not None and sent.data_started_at is not None
+
+
+def test_a_send_for_a_delivery_already_sent_finds_it_and_sends_nothing(smtp):
+    send("once")
+    first = EmailDelivery.objects.get(purpose_key="once")
+
+    again = email_send(
+        purpose_key="once", recipient="someone-else@example.com", subject="Changed", body="x"
+    )
+
+    assert again.already_sent and again.message_id == first.message_id
+    assert smtp.message_ids() == ["<once@example.com>"]
+    kept = EmailDelivery.objects.get(purpose_key="once")  # the insert changed nothing
+    assert (kept.recipient, kept.subject, kept.attempts) == (first.recipient, first.subject, 1)
