@@ -91,7 +91,7 @@ follow_up_services.follow_ups_publish_after_commit = _publish_unless_baseline
 
 
 @contextlib.contextmanager
-def _nothing_published():
+def nothing_published():
     """The follow-up rows are written as ever; nothing is published (the relay, if one runs,
     publishes them after its grace)."""
     _baseline.active = True
@@ -103,7 +103,7 @@ def _nothing_published():
 
 @api.post("/orders/rows/", response={201: PlacedOut})
 def order_rows(request, payload: OrderIn):
-    with _nothing_published():
+    with nothing_published():
         placed = services.order_place(
             email=payload.email,
             name=payload.name,

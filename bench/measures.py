@@ -6,7 +6,12 @@
 2. follow-ups per second on one worker vs Celery no-op tasks per second on the same worker.
 3. commit -> email accepted by an SMTP server, workers idle.
 4. a burst of orders enqueued at once, drained by the production workers: completed/s over time.
-5. soak: worker memory (RSS) over many follow-ups, child recycling off so a leak would show.
+5. soak: worker memory (RSS) over many follow-ups of all three kinds, child recycling off so a
+   leak would show.
+6. checkout latency open-loop (a fixed arrival rate), with CPU per order per tier.
+7. per follow-up kind: follow-ups/s against the same provider calls made bare, same concurrency.
+8. commit -> email accepted at 70 % of the emails' capacity.
+9. the relay re-publishing a backlog left by a broker outage: follow-ups per second.
 
 Measures 3 and 4 run the production processes around the workers, the follow-up relay included
 (``manage.py follow_up_relay``, as Procfile.production runs it): its ticks and lost-message checks
@@ -43,6 +48,9 @@ SIZES = {
         "open_loop_rounds": 3,
         "kind_orders": 300,
         "kind_rounds": 3,
+        "email_load_seconds": 60,
+        "capacity_orders": 200,
+        "catch_up_orders": 1000,
     },
     "smoke": {
         "latency_requests": 48,
@@ -57,6 +65,9 @@ SIZES = {
         "open_loop_rounds": 1,
         "kind_orders": 12,
         "kind_rounds": 1,
+        "email_load_seconds": 3,
+        "capacity_orders": 10,
+        "catch_up_orders": 20,
     },
 }
 
@@ -361,26 +372,29 @@ def measure_burst(stack: Stack) -> dict:
 
 
 def measure_soak(stack: Stack) -> dict:
+    """One worker runs the same orders' three follow-ups again and again, each time whole: a new
+    claim, email and delivery row, warehouse call, PDF and invoice row. Recycling off, so a leak
+    would show; every sample is kept and plotted, the first tenth (the warm-up) included."""
     from celery import current_app
 
     from follow_ups.models import FollowUp
     from follow_ups.services import follow_up_send, follow_ups_mark_published
     from notifications.models import EmailDelivery
+    from orders.models import Invoice, Order
     from orders.services import order_subject
 
     stack.purge()
     FollowUp.objects.update(status="succeeded")
     total = stack.sizes["soak_tasks"]
-    batch = min(1000, total)
-    orders = [order_place(n) for n in range(batch)]
-    emails = FollowUp.objects.filter(
-        subject__in=[order_subject(order.pk) for order in orders], kind="confirmation_email"
-    )
-    ids = list(emails.values_list("pk", flat=True))
+    batch = min(999, total - total % 3 or 3)  # the three follow-ups of batch / 3 orders
+    orders = [order_place(n) for n in range(batch // 3)]
+    follow_ups = FollowUp.objects.filter(subject__in=[order_subject(order.pk) for order in orders])
+    ids = list(follow_ups.values_list("pk", flat=True))
+    order_ids = [order.pk for order in orders]
     purpose_keys = [f"order-{order.pk}-confirmation" for order in orders]
     # Recycling off: the point is to see whether memory grows, not to hide it.
     worker = stack.worker(
-        "critical",
+        "critical,default,bulk",
         env={"WORKER_MAX_TASKS_PER_CHILD": "0", "WORKER_MAX_MEMORY_PER_CHILD": "0"},
     )
     samples = []
@@ -388,15 +402,16 @@ def measure_soak(stack: Stack) -> dict:
     started = time.time()
     for round_number in range(-(-total // batch)):
         if round_number:
-            # The same follow-ups again, whole: a new claim, a new email, a new delivery row.
             EmailDelivery.objects.filter(purpose_key__in=purpose_keys).delete()
-            emails.update(status="pending", attempts=0, finished_at=None, published_at=None)
+            Invoice.objects.filter(order__in=order_ids).delete()
+            Order.objects.filter(pk__in=order_ids).update(shipment_reference="")
+            follow_ups.update(status="pending", attempts=0, finished_at=None, published_at=None)
             with current_app.producer_or_acquire() as producer:
-                for follow_up in emails.only("pk", "kind", "label"):
+                for follow_up in follow_ups.only("pk", "kind", "label"):
                     follow_up_send(follow_up, producer=producer)
             follow_ups_mark_published(ids)
         wait_until(
-            lambda: not emails.exclude(status="succeeded").exists(),
+            lambda: not follow_ups.exclude(status="succeeded").exists(),
             timeout=600,
             interval=0.1,
             message="a soak round",
@@ -412,10 +427,16 @@ def measure_soak(stack: Stack) -> dict:
     peak = max(s["rss_kb"] for s in warm)
     return {
         "tasks": done,
-        "worker": "worker-critical, prefork --concurrency 2, max-tasks-per-child off",
+        "worker": "one worker, queues critical,default,bulk, prefork --concurrency 2, "
+        "max-tasks-per-child off",
+        "kinds": "confirmation email, warehouse sync, invoice, one third each",
+        "rss_first_sample_kb": samples[0]["rss_kb"],
         "rss_after_warm_up_kb": baseline,
         "rss_peak_after_warm_up_kb": peak,
         "peak_over_warm_up": round(peak / baseline, 3),
+        "peak_over_first_sample": round(
+            max(s["rss_kb"] for s in samples) / samples[0]["rss_kb"], 3
+        ),
         "samples": samples,
     }
 
@@ -668,6 +689,115 @@ def measure_follow_ups_per_kind(stack: Stack) -> dict:
     }
 
 
+# --- 8. Commit -> email under load -------------------------------------------------------------------
+
+
+def measure_email_under_load(stack: Stack) -> dict:
+    """Commit -> email accepted while orders arrive at 70 % of what the production workers drain,
+    the providers answering in SMTP_LATENCY_MS / WAREHOUSE_LATENCY_MS. The capacity is measured
+    first: a backlog of orders, drained by the same workers (their emails' rate)."""
+    from django.db import transaction
+    from django.db.models import Max, Min
+
+    from follow_ups.models import FollowUp
+
+    stack.purge()
+    FollowUp.objects.update(status="succeeded")
+    stack.provider_latency(smtp_ms=SMTP_LATENCY_MS, warehouse_ms=WAREHOUSE_LATENCY_MS)
+    backlog = order_subjects(stack.sizes["capacity_orders"])
+    emails = FollowUp.objects.filter(subject__in=backlog, kind="confirmation_email")
+    background = [*stack.production_workers(), stack.relay()]
+    wait_until(
+        lambda: (
+            not FollowUp.objects.filter(subject__in=backlog).exclude(status="succeeded").exists()
+        ),
+        timeout=600,
+        interval=0.25,
+        message="the backlog to drain",
+    )
+    span = emails.aggregate(first=Min("started_at"), last=Max("finished_at"))
+    capacity = len(backlog) / (span["last"] - span["first"]).total_seconds()
+    rate = capacity * 0.7
+    committed: dict[str, float] = {}
+    began = time.time()
+    number = 0
+    while time.time() - began < stack.sizes["email_load_seconds"]:
+        due = began + number / rate
+        time.sleep(max(0.0, due - time.time()))
+        stamp: list[float] = []
+        with transaction.atomic():
+            # Registered first, so it runs first after COMMIT, before the publishes.
+            transaction.on_commit(lambda stamp=stamp: stamp.append(time.time()))
+            order = order_place(number)
+        committed[f"Order {order.number} confirmed"] = stamp[0]
+        number += 1
+    late = time.time()
+    wait_until(
+        lambda: all(stack.smtp.accepted_at(subject) for subject in committed),
+        timeout=600,
+        interval=0.1,
+        message="every confirmation email",
+    )
+    for process in background:
+        stack.stop(process)
+    stack.provider_latency(smtp_ms=0, warehouse_ms=0)
+    latencies = [stack.smtp.accepted_at(subject) - at for subject, at in committed.items()]
+    return {
+        "workers": stack.production_workers_described(),
+        "smtp_latency_ms": SMTP_LATENCY_MS,
+        "warehouse_latency_ms": WAREHOUSE_LATENCY_MS,
+        "email_capacity_per_second": round(capacity, 1),
+        "rate_per_second": round(rate, 1),
+        "achieved_rate_per_second": round(len(committed) / (late - began), 1),
+        **summary_ms(latencies),
+    }
+
+
+# --- 9. The relay catching up after a broker outage --------------------------------------------------
+
+
+def measure_relay_catch_up(stack: Stack) -> dict:
+    """Orders saved while nothing could be published (as during a broker outage: their rows are
+    owed to the broker), older than the relay's grace; then the relay starts, as when the broker
+    is back. Its rate: follow-ups re-published per second, from holding its lease to the last one
+    marked published. No worker runs, so the rate is the relay's alone."""
+    from django.conf import settings
+    from django.db.models import Max
+    from django.utils import timezone
+
+    from bench.api import nothing_published
+    from follow_ups.models import FollowUp
+
+    stack.purge()
+    FollowUp.objects.update(status="succeeded", published_at=timezone.now())
+    with nothing_published():
+        subjects = order_subjects(stack.sizes["catch_up_orders"])
+    owed = FollowUp.objects.filter(subject__in=subjects)
+    total = owed.count()
+    assert not owed.filter(published_at__isnull=False).exists(), "the backlog was published"
+    time.sleep(settings.FOLLOW_UP_RELAY_GRACE_SECONDS)  # an outage at least as long as the grace
+    began = time.time()
+    relay = stack.relay()
+    held = time.time()
+    wait_until(
+        lambda: not owed.filter(published_at__isnull=True).exists(),
+        timeout=600,
+        interval=0.05,
+        message="the relay to publish the backlog",
+    )
+    last = owed.aggregate(last=Max("published_at"))["last"].timestamp()
+    stack.stop(relay)
+    depths = queue_depths()
+    stack.purge()
+    return {
+        "follow_ups": total,
+        "relay_start_seconds": round(held - began, 2),
+        "seconds": round(last - held, 2),
+        "per_second": round(total / max(1e-6, last - held), 1),
+        "queued_after": depths,
+    }
+
+
 MEASURES = {
     "latency": measure_checkout_latency,
     "broker_down": measure_checkout_with_broker_down,
@@ -677,4 +807,6 @@ MEASURES = {
     "soak": measure_soak,
     "open_loop": measure_checkout_open_loop,
     "per_kind": measure_follow_ups_per_kind,
+    "email_load": measure_email_under_load,
+    "catch_up": measure_relay_catch_up,
 }

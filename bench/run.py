@@ -1,4 +1,4 @@
-"""`make bench` (or `python -m bench.run [--smoke]`): five measures, each against a baseline run now.
+"""`make bench` (or `python -m bench.run [--smoke]`): the measures (bench/measures.py), each against a baseline run now.
 
 This machine is shared and noisy, so no figure stands alone: each is a ratio to a baseline measured
 in the same run, on the same PostgreSQL and RabbitMQ, with the production settings (quorum queues,
