@@ -241,6 +241,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
+# The worker's task events go out without publisher confirms (config/celery.py, events_connection).
+CELERY_WORKER_CONSUMER = "config.celery:Consumer"
 # The follow-ups keep no task result, not even a failure: their row is the result, and a message
 # no task can use is kept as a dead letter in the ledger (follow_ups.dead_messages).
 CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = False
