@@ -100,7 +100,8 @@ def email_send(
         return EmailSent(message_id=delivery.message_id, already_sent=True)
     if _is_held(delivery):
         raise _held_failure(delivery)
-    if not created and not _delivery_claim(delivery):
+    claimed_at = delivery.claimed_at if created else _delivery_claim(delivery)
+    if claimed_at is None:
         delivery.refresh_from_db()
         if delivery.status == EmailDelivery.Status.SENT:
             return EmailSent(message_id=delivery.message_id, already_sent=True)
@@ -119,12 +120,29 @@ def email_send(
 
     def data_start() -> None:
         nonlocal data_started
-        EmailDelivery.objects.filter(pk=delivery.pk).update(data_started_at=timezone.now())
+        # Only while the delivery is still this sender's claim. A sender that stalled before DATA
+        # (its host cut off from the network, frozen) may find, when it goes on, that another
+        # sender claimed the delivery since and sent it: it must not send it again.
+        marked = EmailDelivery.objects.filter(
+            pk=delivery.pk,
+            status=EmailDelivery.Status.SENDING,
+            claimed_at=claimed_at,
+            data_started_at__isnull=True,
+        ).update(data_started_at=timezone.now())
+        if not marked:
+            raise _DeliveryTakenOver
         data_started = True
 
     try:
         message_hand_over(backend, message, before_data=data_start)
         accepted = True
+    except _DeliveryTakenOver:
+        delivery.refresh_from_db()
+        if delivery.status == EmailDelivery.Status.SENT:
+            return EmailSent(message_id=delivery.message_id, already_sent=True)
+        if _is_held(delivery):
+            raise _held_failure(delivery) from None
+        raise EmailTemporaryFailure(f"{purpose_key} was taken over before DATA") from None
     except smtplib.SMTPRecipientsRefused as exc:
         error = f"recipient refused: {exc.recipients!r}"
         _delivery_failed(delivery, error)
@@ -226,8 +244,13 @@ def email_connection_discard() -> None:
         connection_close_quietly(backend)
 
 
-def _delivery_claim(delivery: EmailDelivery) -> bool:
-    """Mark the delivery as being sent by us, if it may be sent now.
+class _DeliveryTakenOver(Exception):
+    """Another sender claimed the delivery after this one did, before this one's DATA."""
+
+
+def _delivery_claim(delivery: EmailDelivery):
+    """Mark the delivery as being sent by us, if it may be sent now; returns the claim's
+    ``claimed_at`` (what the DATA marker is conditioned on), or ``None``.
 
     Who may send is decided by the caller (a follow-up's claim, a job's run key), so a delivery left
     ``sending`` without a DATA marker (its sender died before DATA) is simply sent again.
@@ -239,15 +262,14 @@ def _delivery_claim(delivery: EmailDelivery) -> bool:
         | Q(status=EmailDelivery.Status.UNKNOWN, hold_until__lte=now)
         | Q(status=EmailDelivery.Status.UNKNOWN, hold_until__isnull=True)  # hold lifted by hand
     )
-    return bool(
-        EmailDelivery.objects.filter(may_send, pk=delivery.pk).update(
-            status=EmailDelivery.Status.SENDING,
-            claimed_at=now,
-            attempts=F("attempts") + 1,
-            data_started_at=None,
-            hold_until=None,
-        )
+    claimed = EmailDelivery.objects.filter(may_send, pk=delivery.pk).update(
+        status=EmailDelivery.Status.SENDING,
+        claimed_at=now,
+        attempts=F("attempts") + 1,
+        data_started_at=None,
+        hold_until=None,
     )
+    return now if claimed else None
 
 
 def _delivery_record_sent(delivery: EmailDelivery) -> None:

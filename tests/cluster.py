@@ -23,6 +23,8 @@ machine's own RabbitMQ node or PostgreSQL server. Not a pytest fixture: the test
 
 import argparse
 import contextlib
+import fcntl
+import ipaddress
 import json
 import os
 import secrets
@@ -103,35 +105,89 @@ class Host:
         run("ip", "link", "set", self.link, "up")
 
 
-class Network:
-    """A bridge and one namespace per host, on a /24 no other interface of the machine uses."""
+# Held while a build picks its subnet and names and creates its bridge, so two builds at once (CI's
+# suite beside `make cluster`, two engineers' runs) never pick the same ones. flock is released by
+# the kernel when its holder dies, so a killed build leaves no stale lock.
+NETWORK_LOCK = Path("/run/lock/shop-cluster-network.lock")
+SUBNETS = [ipaddress.ip_network(f"10.{n}.0.0/24") for n in range(77, 250)]
 
-    def __init__(self, tag: str, names: dict[str, int]):
-        self.tag = tag
-        used = run("ip", "-o", "-4", "addr", "show").stdout
-        subnet = next(n for n in range(77, 250) if f" 10.{n}.0." not in used)
-        self.prefix = f"10.{subnet}.0"
-        self.gateway = f"{self.prefix}.1"
-        self.network = f"{self.prefix}.0/24"
-        self.bridge = f"shbr{tag}"
+
+def networks_in_use() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 network the machine has an address on or a route to, in any routing table."""
+    used = []
+    for line in run("ip", "-o", "-4", "addr", "show").stdout.splitlines():
+        fields = line.split()
+        used.append(ipaddress.ip_interface(fields[fields.index("inet") + 1]).network)
+    for line in run("ip", "-4", "route", "show", "table", "all").stdout.splitlines():
+        destination = line.split()[0]
+        if destination[0].isdigit():
+            used.append(ipaddress.ip_network(destination, strict=False))
+    return used
+
+
+def names_in_use() -> set[str]:
+    """Links of the machine's namespace and network namespaces, by name."""
+    links = {
+        line.split(":")[1].strip().split("@")[0]
+        for line in run("ip", "-o", "link", "show").stdout.splitlines()
+    }
+    namespaces = {line.split()[0] for line in run("ip", "netns", "list").stdout.splitlines()}
+    return links | namespaces
+
+
+class Network:
+    """A bridge and one namespace per host, on a /24 no other interface or route of the machine
+    uses, under names no other link or namespace has: chosen and claimed (the bridge made, its
+    address set) under ``NETWORK_LOCK``."""
+
+    def __init__(self, names: dict[str, int]):
         self.hosts: dict[str, Host] = {}
-        run("ip", "link", "add", self.bridge, "type", "bridge")
-        run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
-        run("ip", "link", "set", self.bridge, "up")
-        for index, (name, last) in enumerate(names.items()):
-            host = Host(name, f"shop-{tag}-{name}", f"{self.prefix}.{last}", f"sh{tag}v{index}")
-            run("ip", "netns", "add", host.namespace)
-            run("ip", "-n", host.namespace, "link", "set", "lo", "up")
-            run("ip", "link", "add", host.link, "type", "veth", "peer", "name", "eth0",
-                "netns", host.namespace)  # fmt: skip
-            run("ip", "link", "set", host.link, "master", self.bridge, "up")
-            run("ip", "-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
-            run("ip", "-n", host.namespace, "link", "set", "eth0", "up")
-            self.hosts[name] = host
+        self.bridge = ""
+        NETWORK_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        with open(NETWORK_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            used = networks_in_use()
+            subnet = next((s for s in SUBNETS if not any(s.overlaps(u) for u in used)), None)
+            if subnet is None:
+                raise RuntimeError("no free 10.x.0.0/24 subnet for the cluster's bridge")
+            taken = names_in_use()
+            while True:
+                tag = secrets.token_hex(2)
+                mine = {f"shbr{tag}"} | {f"sh{tag}v{i}" for i in range(len(names))}
+                mine |= {f"shop-{tag}-{name}" for name in names}
+                if not mine & taken:
+                    break
+            self.tag = tag
+            self.prefix = str(subnet.network_address).rsplit(".", 1)[0]
+            self.gateway = f"{self.prefix}.1"
+            self.network = str(subnet)
+            try:
+                self.bridge = f"shbr{tag}"
+                run("ip", "link", "add", self.bridge, "type", "bridge")
+                run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+                run("ip", "link", "set", self.bridge, "up")
+            except BaseException:
+                self.remove()
+                raise
+        try:
+            for index, (name, last) in enumerate(names.items()):
+                host = Host(name, f"shop-{tag}-{name}", f"{self.prefix}.{last}", f"sh{tag}v{index}")
+                self.hosts[name] = host  # before it exists: a failure half-way removes it too
+                run("ip", "netns", "add", host.namespace)
+                run("ip", "-n", host.namespace, "link", "set", "lo", "up")
+                run("ip", "link", "add", host.link, "type", "veth", "peer", "name", "eth0",
+                    "netns", host.namespace)  # fmt: skip
+                run("ip", "link", "set", host.link, "master", self.bridge, "up")
+                run("ip", "-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
+                run("ip", "-n", host.namespace, "link", "set", "eth0", "up")
+        except BaseException:
+            self.remove()
+            raise
 
     def remove(self) -> None:
         """Kill whatever still runs in the namespaces (epmd daemonizes out of any process group we
-        hold), then delete them and the bridge."""
+        hold), then delete them, their links and the bridge. Safe to call twice, and on a network
+        built half-way."""
         for host in self.hosts.values():
             pids = run("ip", "netns", "pids", host.namespace, check=False).stdout.split()
             for pid in pids:
@@ -139,7 +195,9 @@ class Network:
                     os.kill(int(pid), signal.SIGKILL)
         for host in self.hosts.values():
             run("ip", "netns", "del", host.namespace, check=False)
-        run("ip", "link", "del", self.bridge, check=False)
+            run("ip", "link", "del", host.link, check=False)  # gone with its namespace, normally
+        if self.bridge:
+            run("ip", "link", "del", self.bridge, check=False)
 
 
 class RabbitNode:
@@ -236,11 +294,11 @@ class Cluster:
     # --- building ---------------------------------------------------------------------------------
     @classmethod
     def build(cls, *, log_dir: Path, directory: Path | None = None) -> "Cluster":
-        tag = secrets.token_hex(2)
-        directory = directory or Path(tempfile.mkdtemp(prefix=f"shop-cluster-{tag}-"))
-        network = Network(tag, RABBIT_HOSTS | APP_HOSTS)
+        network = Network(RABBIT_HOSTS | APP_HOSTS)
+        tag = network.tag
         cleanup = [network.remove]
         try:
+            directory = directory or Path(tempfile.mkdtemp(prefix=f"shop-cluster-{tag}-"))
             postgres = PrivatePostgres(listen=(network.gateway,), network=network.network)
             cleanup.append(postgres.remove)
             postgres.start()

@@ -13,6 +13,7 @@ import time_machine
 from django.db import connection, transaction
 from django.utils import timezone
 
+from notifications import services
 from notifications.models import EmailDelivery
 from notifications.services import EmailPermanentFailure, EmailTemporaryFailure, email_send
 from tests.conftest import database_url
@@ -172,6 +173,31 @@ def test_a_delivery_found_sending_without_the_data_marker_is_sent_again_at_once(
     sent = send()
 
     assert smtp.message_ids() == ["<order-1-confirmation@example.com>"] == [sent.message_id]
+    assert (delivery().status, delivery().attempts) == ("sent", 2)
+
+
+@pytest.mark.django_db
+def test_a_sender_stalled_before_data_whose_delivery_was_sent_by_another_meanwhile_sends_nothing(
+    smtp, monkeypatch
+):
+    # The first sender has claimed the delivery and stalls before DATA (its host is cut off from
+    # the network); its follow-up's lease lapses and another host's execution sends the email.
+    # When the first goes on, its DATA marker finds the delivery claimed by the other: no DATA.
+    hand_over = services.message_hand_over
+    stalled = []
+
+    def stalled_then_overtaken(backend, message, *, before_data):
+        if not stalled:
+            stalled.append(True)
+            assert send().already_sent is False  # the other sender, while this one stalls
+        return hand_over(backend, message, before_data=before_data)
+
+    monkeypatch.setattr(services, "message_hand_over", stalled_then_overtaken)
+
+    late = send()
+
+    assert late.already_sent is True
+    assert len(smtp.message_ids()) == 1
     assert (delivery().status, delivery().attempts) == ("sent", 2)
 
 
