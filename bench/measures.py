@@ -3,7 +3,7 @@
 1. checkout latency over HTTP, 8 concurrent clients, gunicorn (2 gthread workers x 4 threads):
    (a) bare order insert, (b) the real checkout, (c) the checkout with its follow-ups inline
    (providers answer in 200 ms); and (b) with the broker stopped (a private redis-server).
-2. follow-ups per second on one worker vs Celery no-op tasks per second on the same worker.
+2. (replaced by 7: follow-ups per second against Celery no-ops mixed three kinds of work.)
 3. commit -> email accepted by an SMTP server, workers idle.
 4. a burst of orders enqueued at once, drained by the production workers: completed/s over time.
 5. soak: worker memory (RSS) over many follow-ups of all three kinds, child recycling off so a
@@ -39,7 +39,6 @@ SIZES = {
         "latency_requests": 2000,
         "inline_requests": 240,
         "broker_down_requests": 1000,
-        "throughput_orders": 1000,
         "email_orders": 200,
         "burst_orders": 10_000,
         "soak_tasks": 100_000,
@@ -56,7 +55,6 @@ SIZES = {
         "latency_requests": 48,
         "inline_requests": 16,
         "broker_down_requests": 48,
-        "throughput_orders": 30,
         "email_orders": 10,
         "burst_orders": 60,
         "soak_tasks": 300,
@@ -185,68 +183,6 @@ def measure_checkout_with_broker_down(stack: Stack) -> dict:
 
 
 # --- 2. Throughput ----------------------------------------------------------------------------------
-
-
-def _task_results_rate() -> tuple[int, float]:
-    from django.db.models import Max, Min
-    from django_celery_results.models import TaskResult
-
-    done = TaskResult.objects.filter(status="SUCCESS")
-    span = done.aggregate(first=Min("date_created"), last=Max("date_done"))
-    seconds = (span["last"] - span["first"]).total_seconds()
-    return done.count(), seconds
-
-
-def measure_throughput(stack: Stack) -> dict:
-    from celery import current_app
-    from django.db.models import Max, Min
-    from django_celery_results.models import TaskResult
-
-    from follow_ups.models import FollowUp
-
-    orders = stack.sizes["throughput_orders"]
-    tasks = orders * 3
-    # Follow-ups: queue them all, then let one worker drain them.
-    stack.purge()
-    FollowUp.objects.update(status="succeeded")  # earlier measures' rows are not part of this
-    TaskResult.objects.all().delete()
-    placed = FollowUp.objects.filter(subject__in=order_subjects(orders))
-    worker = stack.worker("critical,default,bulk")
-    wait_until(
-        lambda: placed.filter(status="succeeded").count() >= tasks,
-        timeout=600,
-        interval=0.25,
-        message="follow-ups to finish",
-    )
-    stack.stop(worker)
-    # The follow-up tasks keep no result (their row is the result): the rows give the span.
-    span = placed.aggregate(first=Min("started_at"), last=Max("finished_at"))
-    follow_ups_per_second = tasks / (span["last"] - span["first"]).total_seconds()
-    # No-ops: the same number of tasks, the same three queues, the same worker command.
-    TaskResult.objects.all().delete()
-    for number in range(tasks):
-        current_app.send_task(
-            "bench.tasks.noop_task",
-            args=[number],
-            queue=("critical", "default", "bulk")[number % 3],
-        )
-    worker = stack.worker("critical,default,bulk")
-    wait_until(
-        lambda: TaskResult.objects.filter(status="SUCCESS").count() >= tasks,
-        timeout=600,
-        interval=0.25,
-        message="no-op tasks to finish",
-    )
-    stack.stop(worker)
-    noops, noop_seconds = _task_results_rate()
-    noops_per_second = noops / noop_seconds
-    return {
-        "tasks": tasks,
-        "worker": "one worker, prefork --concurrency 2, queues critical,default,bulk",
-        "follow_ups_per_second": round(follow_ups_per_second, 1),
-        "noops_per_second": round(noops_per_second, 1),
-        "ratio": round(follow_ups_per_second / noops_per_second, 3),
-    }
 
 
 # --- 3. Commit -> email -----------------------------------------------------------------------------
@@ -801,7 +737,6 @@ def measure_relay_catch_up(stack: Stack) -> dict:
 MEASURES = {
     "latency": measure_checkout_latency,
     "broker_down": measure_checkout_with_broker_down,
-    "throughput": measure_throughput,
     "email": measure_email_latency,
     "burst": measure_burst,
     "soak": measure_soak,

@@ -16,7 +16,6 @@ TARGETS = [
         "<=",
         1.1,
     ),
-    ("2 follow-ups/s / no-ops/s (1 worker)", lambda r: r["throughput"]["ratio"], ">=", 0.5),
     ("3 commit -> email p50 (ms)", lambda r: r["email"]["p50_ms"], "<=", 50),
     ("3 commit -> email p99 (ms)", lambda r: r["email"]["p99_ms"], "<=", 250),
     ("4 burst: last tenth rate / first tenth", lambda r: r["burst"]["last_over_first"], ">=", 1.0),
@@ -77,12 +76,6 @@ def table(results: dict) -> str:
                 f"  {'b, redis ' + name.split('_')[1]:<28}{row['n']:>6}{row['p50_ms']:>9}"
                 f"{row['p95_ms']:>9}{row['p99_ms']:>9}"
             )
-    if "throughput" in results:
-        t = results["throughput"]
-        lines.append(
-            f"Throughput, {t['worker']}: follow-ups {t['follow_ups_per_second']}/s, "
-            f"no-ops {t['noops_per_second']}/s"
-        )
     if "email" in results:
         e = results["email"]
         lines.append(
