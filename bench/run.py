@@ -1,4 +1,5 @@
-"""`make bench` (or `python -m bench.run [--smoke]`): the measures (bench/measures.py), each against a baseline run now.
+"""`make bench` (or `python -m bench.run [--smoke]`): the measures of bench/measures.py, each against
+a baseline run now.
 
 This machine is shared and noisy, so no figure stands alone: each is a ratio to a baseline measured
 in the same run, on the same PostgreSQL and RabbitMQ, with the production settings (quorum queues,
@@ -12,6 +13,7 @@ Results: a table on stdout, JSON and a PNG plot in bench/results/.
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -40,6 +42,8 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     results: dict = {"mode": mode, "sizes": sizes, "machine": machine(), "logs": str(log_dir)}
+    # SIGTERM stops the run as Ctrl-C does: the stack's processes, database and vhost are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("[bench] stopped"))
     stack = Stack(sizes, log_dir)
     try:
         for name in args.only or MEASURES:
@@ -47,6 +51,8 @@ def main() -> int:
             print(f"[bench] {name} ...", flush=True)
             results[name] = MEASURES[name](stack)
             print(f"[bench] {name} done in {time.time() - began:.0f} s", flush=True)
+            # What is measured so far survives a run stopped later.
+            (RESULTS / "in-progress.json").write_text(json.dumps(results, indent=2))
     finally:
         stack.close()
     results["verdicts"] = verdicts(results)
