@@ -44,7 +44,7 @@ clean:
 	rm -rf var .pytest_cache .ruff_cache
 
 # --- Production shape and benchmarks (docs/performance.md, docs/scaling.md) -----------------------
-.PHONY: run-production bench bench-smoke cluster test-cluster test-cluster-full
+.PHONY: run-production bench bench-smoke bench-cluster cluster test-cluster test-cluster-full
 
 # The processes docker-compose.yml runs, natively: set DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY,
 # ALLOWED_HOSTS, CELERY_FLOWER_USER/PASSWORD (see .env.example) first.
@@ -62,6 +62,11 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench.run --smoke
+
+# Needs root: what a second worker host adds, on the cluster below (bench/cluster.py); a same-box
+# measurement. Results in bench/results/cluster.json.
+bench-cluster: $(STAMP)
+	$(BIN)/python -m bench.cluster
 
 # --- Several hosts (docs/scaling.md, "Several hosts") ---------------------------------------------
 # Needs root: three clustered RabbitMQ nodes, two worker hosts, web, beat + relay, each a network
