@@ -243,6 +243,13 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 # The worker's task events go out without publisher confirms (config/celery.py, events_connection).
 CELERY_WORKER_CONSUMER = "config.celery:Consumer"
+# AMQP heartbeats on the workers' connections every 10 s (Celery's default is 120). A worker host
+# cut off the network leaves its connection open on the broker until heartbeats are missed; a worker
+# that reconnects meanwhile finds its exclusive remote-control queue still held by the old
+# connection (RESOURCE_LOCKED) and Celery ends it. At 10 s the broker drops the dead connection
+# within about 20 s (tests/integration/test_cluster.py, the 30 s cut). Publishers (web, beat, the
+# relay) open their connections without heartbeats, as Celery does.
+CELERY_BROKER_HEARTBEAT = 10
 # The follow-ups keep no task result, not even a failure: their row is the result, and a message
 # no task can use is kept as a dead letter in the ledger (follow_ups.dead_messages).
 CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = False
