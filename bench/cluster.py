@@ -34,7 +34,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench.measures import SMTP_LATENCY_MS, TICKS, WAREHOUSE_LATENCY_MS, summary_ms
+from bench import measures
+from bench.measures import SMTP_LATENCY_MS, WAREHOUSE_LATENCY_MS, summary_ms
 from bench.providers import KINDS
 from bench.report import machine
 from tests.cluster import READY_LINE, WORKER_HOSTS, Cluster, available
@@ -62,16 +63,7 @@ SAME_BOX = (
 
 # --- CPU, from /proc ------------------------------------------------------------------------------
 def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of each process, plus what it reaped (cutime + cstime): a PostgreSQL backend
-    or a recycled pool child that exits mid-drain is still counted, through its parent."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += sum(int(value) for value in fields[11:15])
-    return total / TICKS
+    return measures.cpu_seconds(pids, reaped=True)
 
 
 def postgres_pids(cluster: Cluster) -> list[int]:

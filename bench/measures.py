@@ -430,14 +430,18 @@ def open_loop(url: str, rate: float, seconds: float, senders: int = 48) -> dict:
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int], *, reaped: bool = False) -> float:
+    """utime + stime of each process from /proc; with ``reaped``, plus what it has reaped (cutime +
+    cstime), so a PostgreSQL backend or a recycled pool child that exited is still counted, through
+    its parent."""
+    fields_counted = slice(11, 15) if reaped else slice(11, 13)
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        total += sum(int(value) for value in fields[fields_counted])
     return total / TICKS
 
 
@@ -457,10 +461,10 @@ def tier_cpu(web, background) -> dict[str, float]:
     """CPU seconds so far of each tier. PostgreSQL and RabbitMQ are the machine's servers, so
     anything else using them at the same time counts too; a backend that exited is not counted."""
     return {
-        "web": _cpu_seconds(_group(web)),
-        "postgresql": _cpu_seconds(_named("^postgres")),
-        "rabbitmq": _cpu_seconds(_named("beam.smp")),
-        "workers_and_relay": _cpu_seconds([pid for p in background for pid in _group(p)]),
+        "web": cpu_seconds(_group(web)),
+        "postgresql": cpu_seconds(_named("^postgres")),
+        "rabbitmq": cpu_seconds(_named("beam.smp")),
+        "workers_and_relay": cpu_seconds([pid for p in background for pid in _group(p)]),
         "load_generator": sum(os.times()[:2]),
     }
 
@@ -584,14 +588,14 @@ def _follow_ups_drained(stack: Stack, kind: str, queue: str, children: int, subj
 
     rows = FollowUp.objects.filter(subject__in=subjects, kind=kind)
     worker = stack.worker(queue, concurrency=children, task_events=True)
-    cpu = _cpu_seconds(_group(worker))
+    cpu = cpu_seconds(_group(worker))
     wait_until(
         lambda: rows.filter(status="succeeded").count() >= len(subjects),
         timeout=600,
         interval=0.25,
         message=f"{kind} follow-ups to finish",
     )
-    cpu = _cpu_seconds(_group(worker)) - cpu
+    cpu = cpu_seconds(_group(worker)) - cpu
     stack.stop(worker)
     span = rows.aggregate(first=Min("started_at"), last=Max("finished_at"))
     return {
