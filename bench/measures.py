@@ -12,6 +12,8 @@
 7. per follow-up kind: follow-ups/s against the same provider calls made bare, same concurrency.
 8. commit -> email accepted at 70 % of the emails' capacity.
 9. the relay re-publishing a backlog left by a broker outage: follow-ups per second.
+10. what handing an order's three follow-ups to the broker costs the web, by publishing design
+    (bench/publish.py; also ``python -m bench.publish`` alone).
 
 Measures 3 and 4 run the production processes around the workers, the follow-up relay included
 (``manage.py follow_up_relay``, as Procfile.production runs it): its ticks and lost-message checks
@@ -50,6 +52,8 @@ SIZES = {
         "email_load_seconds": 60,
         "capacity_orders": 200,
         "catch_up_orders": 1000,
+        "publish_orders": 1000,
+        "publish_runs": 3,
     },
     "smoke": {
         "latency_requests": 48,
@@ -66,6 +70,8 @@ SIZES = {
         "email_load_seconds": 3,
         "capacity_orders": 10,
         "catch_up_orders": 20,
+        "publish_orders": 20,
+        "publish_runs": 1,
     },
 }
 
@@ -379,9 +385,11 @@ def measure_soak(stack: Stack) -> dict:
 
 # --- 6. Checkout, open loop: latency at a fixed arrival rate, and CPU per order per tier ----------
 # Closed-loop clients on two vCPUs saturate the box, so their latency ratio is a CPU ratio. Here
-# requests arrive at a fixed rate (a share of the bare insert's capacity, measured first), each
+# requests arrive at a fixed rate (a share of the whole pipeline's capacity, measured first), each
 # timed from when it was due, not from when a client got round to it (no coordinated omission).
-# The production workers and the relay run meanwhile, as they would.
+# The production workers and the relay run meanwhile, as they would. Each run's CPU is read from
+# its first request until its orders' follow-ups are all done, counting what each tier's parents
+# reaped (exited backends, recycled children), so it is those orders' whole cost per tier.
 
 
 def open_loop(url: str, rate: float, seconds: float, senders: int = 48) -> dict:
@@ -452,19 +460,24 @@ def _group(process) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-def _named(pattern: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+def _named(name: str) -> list[int]:
+    """Every process whose name is exactly ``name``: for ``postgres``, the postmaster and all its
+    backends (a backend that exited is counted in the postmaster's reaped time)."""
+    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout
     return [int(pid) for pid in out.split()]
 
 
 def tier_cpu(web, background) -> dict[str, float]:
-    """CPU seconds so far of each tier. PostgreSQL and RabbitMQ are the machine's servers, so
-    anything else using them at the same time counts too; a backend that exited is not counted."""
+    """CPU seconds so far of each tier, counting what each tier's parents have reaped (exited
+    PostgreSQL backends, recycled pool children). PostgreSQL and RabbitMQ are the machine's
+    servers, so anything else using them at the same time counts too: run on a quiet machine."""
     return {
-        "web": cpu_seconds(_group(web)),
-        "postgresql": cpu_seconds(_named("^postgres")),
-        "rabbitmq": cpu_seconds(_named("beam.smp")),
-        "workers_and_relay": cpu_seconds([pid for p in background for pid in _group(p)]),
+        "web": cpu_seconds(_group(web), reaped=True),
+        "postgresql": cpu_seconds(_named("postgres"), reaped=True),
+        "rabbitmq": cpu_seconds(_named("beam.smp"), reaped=True),
+        "workers_and_relay": cpu_seconds(
+            [pid for p in background for pid in _group(p)], reaped=True
+        ),
         "load_generator": sum(os.times()[:2]),
     }
 
@@ -493,6 +506,8 @@ def _pipeline_capacity(web: str, requests: int) -> float:
 
 
 def measure_checkout_open_loop(stack: Stack) -> dict:
+    from django.utils import timezone
+
     from follow_ups.models import FollowUp
 
     sizes = stack.sizes
@@ -520,52 +535,84 @@ def measure_checkout_open_loop(stack: Stack) -> dict:
     }
     for load in (0.5, 0.8):
         rate = capacity * load
-        samples: dict[str, list[float]] = {name: [] for name in variants}
-        cpu: dict[str, dict[str, float]] = {name: {} for name in variants}
-        orders: dict[str, int] = dict.fromkeys(variants, 0)
-        abandoned: dict[str, int] = dict.fromkeys(variants, 0)
-        if load == 0.5:
-            samples["b_publish_left_to_the_relay"] = []
-            cpu["b_publish_left_to_the_relay"] = {}
-            orders["b_publish_left_to_the_relay"] = 0
-            abandoned["b_publish_left_to_the_relay"] = 0
+        names = [*variants, *(["b_publish_left_to_the_relay"] if load == 0.5 else [])]
+        rounds: dict[str, list[dict]] = {name: [] for name in names}
         for _ in range(sizes["open_loop_rounds"]):  # interleaved, so drift hits every variant
-            for name in samples:
+            for name in names:
                 base, server = (
                     (relay_web, relay_gunicorn)
                     if name == "b_publish_left_to_the_relay"
                     else (web, gunicorn)
                 )
                 path = variants.get(name, "/api/orders/")
+                since = timezone.now()
                 before = tier_cpu(server, background)
                 run = open_loop(f"{base}{path}", rate, sizes["open_loop_seconds"])
+                # Until the run's follow-ups are done (a′'s after the relay's grace), so each
+                # tier's CPU is this run's orders' whole cost and nothing spills into the next.
+                wait_until(
+                    lambda since=since: (
+                        not FollowUp.objects.filter(created_at__gte=since)
+                        .exclude(status="succeeded")
+                        .exists()
+                    ),
+                    timeout=600,
+                    interval=0.5,
+                    message=f"the follow-ups of the {name} run",
+                )
                 after = tier_cpu(server, background)
-                samples[name] += run["latencies"]
-                orders[name] += run["orders"]
-                abandoned[name] += run["abandoned"]
-                for tier in before:
-                    cpu[name][tier] = cpu[name].get(tier, 0.0) + after[tier] - before[tier]
-        block = {"rate_per_second": round(rate, 1)}
-        for name, values in samples.items():
-            block[name] = {
-                **summary_ms(values),
-                # Requests never sent because the box fell too far behind (then p99 means little).
-                "abandoned": abandoned[name],
-                "cpu_ms_per_order": {
-                    tier: round(seconds * 1000 / orders[name], 2)
-                    for tier, seconds in cpu[name].items()
-                },
-            }
-        b, a_prime = block["b_checkout"], block["a_prime_rows_no_publish"]
-        block["b_p99_minus_a_prime_p99_ms"] = round(b["p99_ms"] - a_prime["p99_ms"], 2)
-        block["publish_web_cpu_ms_per_order"] = round(
-            b["cpu_ms_per_order"]["web"] - a_prime["cpu_ms_per_order"]["web"], 2
-        )
-        result["loads"][f"{int(load * 100)}%"] = block
+                rounds[name].append(
+                    {
+                        **summary_ms(run["latencies"]),
+                        # Requests never sent because the box fell too far behind.
+                        "abandoned": run["abandoned"],
+                        "cpu_ms_per_order": {
+                            tier: round((after[tier] - before[tier]) * 1000 / run["orders"], 2)
+                            for tier in before
+                        },
+                    }
+                )
+        result["loads"][f"{int(load * 100)}%"] = _open_loop_block(rate, rounds)
     for process in (gunicorn, relay_gunicorn, *background):
         stack.stop(process)
     stack.purge()
     return result
+
+
+def _open_loop_block(rate: float, rounds: dict[str, list[dict]]) -> dict:
+    """Each variant's figures as the median of its rounds, every round kept; the two targets'
+    figures paired round by round (b against the a′ of the same round)."""
+    block: dict = {"rate_per_second": round(rate, 1)}
+    for name, runs in rounds.items():
+        tiers = runs[0]["cpu_ms_per_order"]
+        block[name] = {
+            **{
+                figure: round(statistics.median(run[figure] for run in runs), 2)
+                for figure in ("n", "p50_ms", "p95_ms", "p99_ms", "mean_ms")
+            },
+            "abandoned": sum(run["abandoned"] for run in runs),
+            "cpu_ms_per_order": {
+                tier: round(statistics.median(run["cpu_ms_per_order"][tier] for run in runs), 2)
+                for tier in tiers
+            },
+            "rounds": runs,
+        }
+    pairs = list(zip(rounds["b_checkout"], rounds["a_prime_rows_no_publish"], strict=True))
+    gaps = [b["p99_ms"] - a["p99_ms"] for b, a in pairs]
+    web = [b["cpu_ms_per_order"]["web"] - a["cpu_ms_per_order"]["web"] for b, a in pairs]
+    block["b_p99_minus_a_prime_p99_ms"] = round(statistics.median(gaps), 2)
+    block["b_p99_minus_a_prime_p99_ms_rounds"] = [round(v, 2) for v in gaps]
+    block["publish_web_cpu_ms_per_order"] = round(statistics.median(web), 2)
+    block["publish_web_cpu_ms_per_order_rounds"] = [round(v, 2) for v in web]
+    if "b_publish_left_to_the_relay" in rounds:
+        relay = rounds["b_publish_left_to_the_relay"]
+        block["relay_p99_minus_a_prime_p99_ms"] = round(
+            statistics.median(
+                r["p99_ms"] - a["p99_ms"] for r, (_, a) in zip(relay, pairs, strict=True)
+            ),
+            2,
+        )
+    return block
 
 
 # --- 7. Follow-ups per kind against the bare provider calls -----------------------------------------
@@ -588,14 +635,14 @@ def _follow_ups_drained(stack: Stack, kind: str, queue: str, children: int, subj
 
     rows = FollowUp.objects.filter(subject__in=subjects, kind=kind)
     worker = stack.worker(queue, concurrency=children, task_events=True)
-    cpu = cpu_seconds(_group(worker))
+    cpu = cpu_seconds(_group(worker), reaped=True)
     wait_until(
         lambda: rows.filter(status="succeeded").count() >= len(subjects),
         timeout=600,
         interval=0.25,
         message=f"{kind} follow-ups to finish",
     )
-    cpu = cpu_seconds(_group(worker)) - cpu
+    cpu = cpu_seconds(_group(worker), reaped=True) - cpu
     stack.stop(worker)
     span = rows.aggregate(first=Min("started_at"), last=Max("finished_at"))
     return {
@@ -678,6 +725,7 @@ def measure_email_under_load(stack: Stack) -> dict:
     """Commit -> email accepted while orders arrive at 70 % of what the production workers drain,
     the providers answering in SMTP_LATENCY_MS / WAREHOUSE_LATENCY_MS. The capacity is measured
     first: a backlog of orders, drained by the same workers (their emails' rate)."""
+    from django.conf import settings
     from django.db import transaction
     from django.db.models import Max, Min
 
@@ -700,19 +748,27 @@ def measure_email_under_load(stack: Stack) -> dict:
     span = emails.aggregate(first=Min("started_at"), last=Max("finished_at"))
     capacity = len(backlog) / (span["last"] - span["first"]).total_seconds()
     rate = capacity * 0.7
-    committed: dict[str, float] = {}
+    # The two publishing designs take turns, order by order, under the same load: publish after
+    # commit (the default), or leave it to the relay woken by the commit (FOLLOW_UP_PUBLISH=relay).
+    designs = ("commit", "relay")
+    committed: dict[str, tuple[str, float]] = {}
     began = time.time()
     number = 0
-    while time.time() - began < stack.sizes["email_load_seconds"]:
-        due = began + number / rate
-        time.sleep(max(0.0, due - time.time()))
-        stamp: list[float] = []
-        with transaction.atomic():
-            # Registered first, so it runs first after COMMIT, before the publishes.
-            transaction.on_commit(lambda stamp=stamp: stamp.append(time.time()))
-            order = order_place(number)
-        committed[f"Order {order.number} confirmed"] = stamp[0]
-        number += 1
+    try:
+        while time.time() - began < stack.sizes["email_load_seconds"]:
+            due = began + number / rate
+            time.sleep(max(0.0, due - time.time()))
+            design = designs[number % 2]
+            settings.FOLLOW_UP_PUBLISH = design
+            stamp: list[float] = []
+            with transaction.atomic():
+                # Registered first, so it runs first after COMMIT, before the publishes.
+                transaction.on_commit(lambda stamp=stamp: stamp.append(time.time()))
+                order = order_place(number)
+            committed[f"Order {order.number} confirmed"] = (design, stamp[0])
+            number += 1
+    finally:
+        settings.FOLLOW_UP_PUBLISH = "commit"
     late = time.time()
     wait_until(
         lambda: all(stack.smtp.accepted_at(subject) for subject in committed),
@@ -723,7 +779,14 @@ def measure_email_under_load(stack: Stack) -> dict:
     for process in background:
         stack.stop(process)
     stack.provider_latency(smtp_ms=0, warehouse_ms=0)
-    latencies = [stack.smtp.accepted_at(subject) - at for subject, at in committed.items()]
+    latencies = {
+        design: [
+            stack.smtp.accepted_at(subject) - at
+            for subject, (made_by, at) in committed.items()
+            if made_by == design
+        ]
+        for design in designs
+    }
     return {
         "workers": stack.production_workers_described(),
         "smtp_latency_ms": SMTP_LATENCY_MS,
@@ -731,7 +794,12 @@ def measure_email_under_load(stack: Stack) -> dict:
         "email_capacity_per_second": round(capacity, 1),
         "rate_per_second": round(rate, 1),
         "achieved_rate_per_second": round(len(committed) / (late - began), 1),
-        **summary_ms(latencies),
+        # The default design's figures at the top level, as before; both designs below.
+        **summary_ms(latencies["commit"]),
+        "by_design": {
+            "publish_after_commit": summary_ms(latencies["commit"]),
+            "relay_woken_by_the_commit": summary_ms(latencies["relay"]),
+        },
     }
 
 
@@ -780,6 +848,58 @@ def measure_relay_catch_up(stack: Stack) -> dict:
     }
 
 
+# --- 10. Publishing designs: the web's share -------------------------------------------------------
+
+
+def measure_publish_designs(stack: Stack) -> dict:
+    """bench/publish.py's micro-measure on the stack's broker; then what publishing adds to a whole
+    checkout (``order_place`` in this process, no HTTP): the same checkout with and without its
+    after-commit publish, interleaved, in wall-clock and this thread's CPU. Nothing consumes what
+    either publishes, so the queues are purged after."""
+    from bench import publish
+    from bench.api import nothing_published
+
+    orders, runs = stack.sizes["publish_orders"], stack.sizes["publish_runs"]
+    designs = publish.summarize([publish.measure(orders) for _ in range(runs)])
+
+    def checkout(number: int, published: bool) -> tuple[float, float]:
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        if published:
+            order_place(number)
+        else:
+            with nothing_published():
+                order_place(number)
+        return (time.perf_counter() - started) * 1000, (time.thread_time() - started_cpu) * 1000
+
+    checkouts = []
+    for _ in range(runs):
+        timings: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+        for number in range(orders // 4):
+            for published in (True, False):
+                timings[published].append(checkout(number, published))
+        wall = {k: statistics.median(t[0] for t in v) for k, v in timings.items()}
+        cpu = {k: statistics.median(t[1] for t in v) for k, v in timings.items()}
+        checkouts.append(
+            {
+                "wall_ms_median": {"published": wall[True], "not_published": wall[False]},
+                "cpu_ms_median": {"published": cpu[True], "not_published": cpu[False]},
+                "publish_adds_wall_ms": round(wall[True] - wall[False], 3),
+                "publish_adds_cpu_ms": round(cpu[True] - cpu[False], 3),
+            }
+        )
+    stack.purge()
+    return {
+        "orders_per_run": orders,
+        "designs": designs,
+        "checkout_in_process": {
+            "orders_per_run": orders // 4,
+            "publish_adds_wall_ms": _spread([run["publish_adds_wall_ms"] for run in checkouts]),
+            "publish_adds_cpu_ms": _spread([run["publish_adds_cpu_ms"] for run in checkouts]),
+            "runs": checkouts,
+        },
+    }
+
+
 MEASURES = {
     "latency": measure_checkout_latency,
     "broker_down": measure_checkout_with_broker_down,
@@ -790,4 +910,5 @@ MEASURES = {
     "per_kind": measure_follow_ups_per_kind,
     "email_load": measure_email_under_load,
     "catch_up": measure_relay_catch_up,
+    "publish": measure_publish_designs,
 }

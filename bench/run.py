@@ -8,12 +8,15 @@ bench/measures.py, the processes they run in bench/stack.py, the report in bench
 
 It needs PostgreSQL (DATABASE_URL: its server is used, with a database of the benchmark's own) and
 RabbitMQ (CELERY_BROKER_URL: a private vhost is made with rabbitmqctl and removed afterwards).
-Results: a table on stdout, JSON and a PNG plot in bench/results/.
+Results: a table on stdout, JSON and a PNG plot in bench/results/. With ``--runs N`` the selected
+measures run N times in turn (measure after measure, then again), and every figure is the median of
+the runs; each run's figures are kept under ``runs`` and every verdict shows their range.
 """
 
 import argparse
 import json
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -27,10 +30,29 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 
 
+def median_tree(trees: list):
+    """The runs' figures in one tree of the same shape: each number the median of the runs'; a
+    list of numbers (a measure's own rounds) holds every run's; any other list (a burst's samples)
+    is the first run's."""
+
+    def is_number(value) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    first = trees[0]
+    if isinstance(first, dict):
+        return {key: median_tree([tree[key] for tree in trees if key in tree]) for key in first}
+    if isinstance(first, list) and all(is_number(v) for tree in trees for v in tree):
+        return [v for tree in trees for v in tree]
+    if all(is_number(v) for v in trees) and len(set(trees)) > 1:
+        return round(statistics.median(trees), 3)
+    return first
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark the shop against bare baselines.")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves it runs (seconds)")
     parser.add_argument("--only", nargs="*", choices=sorted(MEASURES), help="run only these")
+    parser.add_argument("--runs", type=int, default=1, help="repeat the measures; medians reported")
     for name in SIZES["full"]:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override {name}")
     args = parser.parse_args()
@@ -45,17 +67,23 @@ def main() -> int:
     # SIGTERM stops the run as Ctrl-C does: the stack's processes, database and vhost are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("[bench] stopped"))
     stack = Stack(sizes, log_dir)
+    runs: list[dict] = []
     try:
-        for name in args.only or MEASURES:
-            began = time.time()
-            print(f"[bench] {name} ...", flush=True)
-            results[name] = MEASURES[name](stack)
-            print(f"[bench] {name} done in {time.time() - began:.0f} s", flush=True)
-            # What is measured so far survives a run stopped later.
-            (RESULTS / "in-progress.json").write_text(json.dumps(results, indent=2))
+        for run in range(args.runs):
+            runs.append({})
+            for name in args.only or MEASURES:
+                began = time.time()
+                print(f"[bench] {name} (run {run + 1} of {args.runs}) ...", flush=True)
+                runs[-1][name] = MEASURES[name](stack)
+                print(f"[bench] {name} done in {time.time() - began:.0f} s", flush=True)
+                # What is measured so far survives a run stopped later.
+                (RESULTS / "in-progress.json").write_text(json.dumps({**results, "runs": runs}))
     finally:
         stack.close()
-    results["verdicts"] = verdicts(results)
+    results.update(median_tree(runs))
+    if args.runs > 1:
+        results["runs"] = runs
+    results["verdicts"] = verdicts(results, runs)
     # Only a complete run may replace full.json / full.png (the figures docs/performance.md quotes).
     stamp = "smoke" if args.smoke else ("partial" if args.only else "full")
     (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=2))
