@@ -204,7 +204,7 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(3, 2, figsize=(12, 12))
+    figure, axes = plt.subplots(4, 2, figsize=(12, 16))
     latency = results.get("latency")
     if latency:
         names = ["a_bare_insert", "b_checkout", "c_inline_follow_ups"]
@@ -270,7 +270,15 @@ def plot(results: dict, path: Path) -> None:
         ratios.legend()
     catch_up, load = results.get("catch_up"), results.get("email_load")
     if load:
-        axes[2][1].bar(["p50", "p95", "p99"], [load["p50_ms"], load["p95_ms"], load["p99_ms"]])
+        by_design = load.get("by_design") or {"publish_after_commit": load}
+        for offset, (design, row) in enumerate(by_design.items()):
+            axes[2][1].bar(
+                [i + offset * 0.4 for i in range(3)],
+                [row["p50_ms"], row["p95_ms"], row["p99_ms"]],
+                0.4,
+                label=design.replace("_", " "),
+            )
+        axes[2][1].set_xticks([i + 0.2 for i in range(3)], ["p50", "p95", "p99"])
         axes[2][1].axhline(1000, color="r", linestyle="--", label="target p99 1 s")
         axes[2][1].set_ylabel("ms")
         axes[2][1].set_title(
@@ -278,6 +286,45 @@ def plot(results: dict, path: Path) -> None:
             + (f"; relay catch-up {catch_up['per_second']}/s" if catch_up else "")
         )
         axes[2][1].legend()
+    open_loop = results.get("open_loop")
+    if open_loop:
+        axis = axes[3][0]
+        x = 0
+        for load, block in open_loop["loads"].items():
+            for name, row in block.items():
+                if not isinstance(row, dict):
+                    continue
+                axis.bar(x, row["p99_ms"], 0.6, color="#fdae6b")
+                rounds = [r["p99_ms"] for r in row.get("rounds", [])]
+                axis.plot([x] * len(rounds), rounds, "ko")  # every round
+                axis.annotate(
+                    f"{load}\n{name.split('_')[0]}{' relay' if 'relay' in name else ''}",
+                    (x, 0),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+                x += 1
+        axis.set_xticks([])
+        axis.set_ylabel("ms")
+        axis.set_title("Open loop: checkout p99, median (bar), each round (dots)")
+    publish = results.get("publish")
+    if publish:
+        axis = axes[3][1]
+        for x, figures in enumerate(publish["designs"].values()):
+            for offset, (figure_name, color) in enumerate(
+                (("wall_ms_median", "#9ecae1"), ("cpu_ms_median", "#3182bd"))
+            ):
+                spread = figures[figure_name]
+                axis.bar(x + offset * 0.4, spread["median"], 0.4, color=color)
+                axis.plot([x + offset * 0.4] * len(spread["runs"]), spread["runs"], "ko")
+        axis.set_xticks(
+            [x + 0.2 for x in range(len(publish["designs"]))],
+            [d.replace("_", " ") for d in publish["designs"]],
+            fontsize=7,
+        )
+        axis.set_ylabel("ms per order")
+        axis.set_title("Publishing an order: wall (light), web CPU (dark), each run (dots)")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
 
