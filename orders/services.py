@@ -312,13 +312,27 @@ def payment_attempt_declined(*, attempt: PaymentAttempt, code: str) -> None:
 
 def payment_attempt_abandon(*, attempt: PaymentAttempt, failure: str) -> None:
     """The order did not commit: void the charge now rather than when the wait ends. If this
-    write fails too, the waiting follow-up still voids it."""
+    write fails too, the waiting follow-up still voids it.
+
+    If the void was handed over already (the request hung past the wait), it may have run before
+    this request's charge reached the gateway and found nothing to void: a second void, due now,
+    voids the charge that landed late (voiding is idempotent at the gateway)."""
     try:
         with transaction.atomic():
             PaymentAttempt.objects.filter(
                 pk=attempt.pk, status=PaymentAttempt.Status.STARTED
             ).update(failure=failure[:300], updated_at=timezone.now())
-            follow_ups_bring_forward(keys=[payment_void_key(attempt)])
+            if not follow_ups_bring_forward(keys=[payment_void_key(attempt)]):
+                follow_ups_create(
+                    follow_ups=[
+                        NewFollowUp(
+                            key=f"{payment_void_key(attempt)}:late-charge",
+                            kind=PAYMENT_VOID,
+                            subject=f"payment:{attempt.pk}",
+                            label=f"{attempt.amount} on •••• {attempt.card_last4}, charged late",
+                        )
+                    ]
+                )
     except DatabaseError:
         logger.exception("payment attempt %s: the void waits for its follow-up", attempt.pk)
 
