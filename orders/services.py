@@ -1,6 +1,7 @@
 """Checkout and the follow-ups it leaves behind: every write to orders goes through here."""
 
 import hashlib
+import ipaddress
 import json
 import logging
 import math
@@ -463,6 +464,20 @@ def _checkout_window(now) -> tuple:
     seconds = settings.CHECKOUT_FAILURE_WINDOW_SECONDS
     start = int(now.timestamp() // seconds * seconds)
     return datetime.fromtimestamp(start, tz=UTC), start + seconds - now.timestamp()
+
+
+def checkout_client(*, remote_addr: str, forwarded_for: str) -> str:
+    """The address checkouts are counted against. Behind ``TRUSTED_PROXY_HOPS`` proxies every
+    connection comes from the nearest one, so the client is the entry the outermost trusted proxy
+    appended to ``X-Forwarded-For``; entries left of it are the client's own words and ignored."""
+    hops = settings.TRUSTED_PROXY_HOPS
+    entries = [entry.strip() for entry in forwarded_for.split(",") if entry.strip()]
+    if hops and len(entries) >= hops:
+        try:  # a trusted proxy writes an address; anything else is a misconfiguration's garbage
+            return str(ipaddress.ip_address(entries[-hops]))
+        except ValueError:
+            pass
+    return remote_addr or "unknown"
 
 
 def checkout_throttle_wait(*, client: str) -> int:
