@@ -320,10 +320,11 @@ LOGGING = {
     },
 }
 
-# --- Ops: /ops/, /metrics, /readyz ---------------------------------------------------------------
+# --- Ops: /ops/, /metrics, /readyz, /healthz/background -------------------------------------------
 # A Prometheus scraper sends "Authorization: Bearer <token>"; unset, /metrics is for staff only.
 OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
-# /readyz answers 503 when the relay last ticked longer ago than this.
+# /healthz/background (not /readyz, which asks the database only) answers 503 when the relay last
+# ticked longer ago than this.
 OPS_READY_BEAT_MAX_AGE_SECONDS = int(os.environ.get("OPS_READY_BEAT_MAX_AGE_SECONDS", "60"))
 # Beat samples queue depth every 30 s for the ops page's charts: "ops-queue-sample" in config/schedules.py.
 
