@@ -166,6 +166,10 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Celery Shop <shop@exa
 # gets 429; placed orders never count. 0 switches the limit off (the benchmarks do).
 CHECKOUT_FAILURES_PER_CLIENT = int(os.environ.get("CHECKOUT_FAILURES_PER_CLIENT", "10"))
 CHECKOUT_FAILURE_WINDOW_SECONDS = int(os.environ.get("CHECKOUT_FAILURE_WINDOW_SECONDS", "900"))
+# How many proxies in front of the web append to X-Forwarded-For (a TLS proxy: 1). The client
+# address is the entry that many from the right, the one the outermost trusted proxy saw; with 0
+# the header is ignored (a client can write anything in it) and the connection's address is used.
+TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
 # The payment gateway (orders.payments). The demo's is simulated; a real one has the same methods.
 PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "devtools.payment_gateway.SimulatedGateway")
 # A charge whose order has not committed this long after the attempt was written is voided by the
@@ -316,10 +320,11 @@ LOGGING = {
     },
 }
 
-# --- Ops: /ops/, /metrics, /readyz ---------------------------------------------------------------
+# --- Ops: /ops/, /metrics, /readyz, /healthz/background -------------------------------------------
 # A Prometheus scraper sends "Authorization: Bearer <token>"; unset, /metrics is for staff only.
 OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
-# /readyz answers 503 when the relay last ticked longer ago than this.
+# /healthz/background (not /readyz, which asks the database only) answers 503 when the relay last
+# ticked longer ago than this.
 OPS_READY_BEAT_MAX_AGE_SECONDS = int(os.environ.get("OPS_READY_BEAT_MAX_AGE_SECONDS", "60"))
 # Beat samples queue depth every 30 s for the ops page's charts: "ops-queue-sample" in config/schedules.py.
 

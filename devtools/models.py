@@ -65,14 +65,19 @@ class PaymentFaults(models.Model):
     """One row: faults of the simulated gateway. ``lose_answers``: that many next charges are made
     and then answered with an error, as when the connection drops after the gateway charged;
     ``answer_delay_ms``: the charge is made, then the answer waits (a crash in that window leaves a
-    charge and no order)."""
+    charge and no order); ``charge_delay_ms``: the request reaches the gateway late, so the charge
+    is made that long after it was sent (a void that ran meanwhile found nothing to void)."""
 
     lose_answers = models.PositiveIntegerField(default=0)
     answer_delay_ms = models.PositiveIntegerField(default=0)
+    charge_delay_ms = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "payment faults"
 
     def __str__(self) -> str:
-        return f"payments: lose {self.lose_answers} answers, {self.answer_delay_ms} ms delay"
+        return (
+            f"payments: lose {self.lose_answers} answers, {self.answer_delay_ms} ms delay, "
+            f"charges {self.charge_delay_ms} ms late"
+        )

@@ -1,5 +1,5 @@
 """A simulated payment gateway: the familiar test cards, charges and voids kept in its own ledger
-(``SimulatedCharge``), and the faults a real one has (an answer lost after charging, a slow answer).
+(``SimulatedCharge``), and the faults a real one has (an answer lost after charging, a slow answer, a request that reaches it late).
 
 The shop reaches it only through ``settings.PAYMENT_GATEWAY`` and ``orders.payments``; a real
 gateway is a class with the same three methods.
@@ -48,6 +48,9 @@ class SimulatedGateway:
         refusal = TEST_CARDS[card_number][1]
         if refusal:
             raise Declined(refusal, REFUSALS[refusal])
+        lose_answer, delay_ms, charge_delay_ms = _faults_take()
+        if charge_delay_ms:  # the request is still on its way: nothing is charged yet
+            time.sleep(charge_delay_ms / 1000)
         digest = hashlib.sha256(f"{idempotency_key}:{amount}".encode()).hexdigest()
         try:
             with transaction.atomic():
@@ -57,7 +60,6 @@ class SimulatedGateway:
                 )
         except IntegrityError:  # the same key, concurrently: one charge stands
             charge = SimulatedCharge.objects.get(idempotency_key=idempotency_key)
-        lose_answer, delay_ms = _faults_take()
         if delay_ms:
             time.sleep(delay_ms / 1000)
         if lose_answer:
@@ -77,20 +79,28 @@ class SimulatedGateway:
         )
 
 
-def _faults_take() -> tuple[bool, int]:
+def _faults_take() -> tuple[bool, int, int]:
+    """This charge's faults: whether its answer is lost, the answer's delay, the request's delay."""
     with transaction.atomic():
         faults = PaymentFaults.objects.select_for_update().filter(pk=1).first()
         if faults is None:
-            return False, 0
+            return False, 0, 0
         lose = faults.lose_answers > 0
         if lose:
             faults.lose_answers -= 1
             faults.save(update_fields=["lose_answers", "updated_at"])
-        return lose, faults.answer_delay_ms
+        return lose, faults.answer_delay_ms, faults.charge_delay_ms
 
 
-def payment_faults_set(*, lose_answers: int = 0, answer_delay_ms: int = 0) -> PaymentFaults:
+def payment_faults_set(
+    *, lose_answers: int = 0, answer_delay_ms: int = 0, charge_delay_ms: int = 0
+) -> PaymentFaults:
     faults, _ = PaymentFaults.objects.update_or_create(
-        pk=1, defaults={"lose_answers": lose_answers, "answer_delay_ms": answer_delay_ms}
+        pk=1,
+        defaults={
+            "lose_answers": lose_answers,
+            "answer_delay_ms": answer_delay_ms,
+            "charge_delay_ms": charge_delay_ms,
+        },
     )
     return faults

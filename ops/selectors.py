@@ -66,10 +66,15 @@ class OpsSnapshot:
     relay: RelayState | None
     # Emails the server may have (no reply to DATA), each held before a resend.
     email_unknown: UnknownDeliveries | None = None
+    beat_until: datetime | None = None  # until when the active beat holds its lease
 
     @property
     def last_relay_tick(self) -> datetime | None:
         return self.relay.ticked_at if self.relay else None
+
+    @property
+    def beat_running(self) -> bool:
+        return self.beat_until is not None and self.beat_until > self.taken_at
 
     @property
     def dead_letters(self) -> int:
@@ -269,6 +274,7 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
         workers=workers_online(),
         relay=relay_state_get(),
         email_unknown=deliveries_unknown(),
+        beat_until=beat_lease_expires_at(),
     )
 
 

@@ -124,7 +124,10 @@ def order_create(
         str | None, Header(alias="Idempotency-Key", max_length=255, pattern=r"^[^\x00]*$")
     ] = None,
 ):
-    client = request.META.get("REMOTE_ADDR") or "unknown"
+    client = services.checkout_client(
+        remote_addr=request.META.get("REMOTE_ADDR", ""),
+        forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR", ""),
+    )
     if wait := services.checkout_throttle_wait(client=client):
         response = JsonResponse(
             {

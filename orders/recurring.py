@@ -326,9 +326,23 @@ def cart_reminders_create() -> dict:
     period = timedelta(days=settings.CART_REMINDER_PERIOD_DAYS)
     period_index = int(now.timestamp() // period.total_seconds())
     reminded_lately = AbandonedCart.objects.filter(reminded_at__gte=now - period).values("email")
+    due = AbandonedCart.objects.filter(reminded_at__isnull=True, touched_at__lte=due_before)
+    # A cart's mark goes with the cart (it became an order, the box was unticked in its session),
+    # so the ledger's reminders of the period count too: their keys name the address's digest.
+    digests_reminded = {
+        key.split(":")[1]
+        for key in FollowUp.objects.filter(
+            kind=CART_REMINDER_EMAIL, created_at__gte=now - period
+        ).values_list("key", flat=True)
+    }
+    reminded_in_ledger = [
+        email
+        for email in due.values_list("email", flat=True).distinct()
+        if _address_digest(email) in digests_reminded
+    ]
     handed_over = follow_ups_create_for_due(
-        due=AbandonedCart.objects.filter(reminded_at__isnull=True, touched_at__lte=due_before)
-        .exclude(email__in=reminded_lately)
+        due=due.exclude(email__in=reminded_lately)
+        .exclude(email__in=reminded_in_ledger)
         .exclude(email__in=Unsubscribe.objects.values("email")),
         follow_ups_for=lambda cart: [
             NewFollowUp(

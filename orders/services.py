@@ -1,6 +1,7 @@
 """Checkout and the follow-ups it leaves behind: every write to orders goes through here."""
 
 import hashlib
+import ipaddress
 import json
 import logging
 import math
@@ -312,13 +313,27 @@ def payment_attempt_declined(*, attempt: PaymentAttempt, code: str) -> None:
 
 def payment_attempt_abandon(*, attempt: PaymentAttempt, failure: str) -> None:
     """The order did not commit: void the charge now rather than when the wait ends. If this
-    write fails too, the waiting follow-up still voids it."""
+    write fails too, the waiting follow-up still voids it.
+
+    If the void was handed over already (the request hung past the wait), it may have run before
+    this request's charge reached the gateway and found nothing to void: a second void, due now,
+    voids the charge that landed late (voiding is idempotent at the gateway)."""
     try:
         with transaction.atomic():
             PaymentAttempt.objects.filter(
                 pk=attempt.pk, status=PaymentAttempt.Status.STARTED
             ).update(failure=failure[:300], updated_at=timezone.now())
-            follow_ups_bring_forward(keys=[payment_void_key(attempt)])
+            if not follow_ups_bring_forward(keys=[payment_void_key(attempt)]):
+                follow_ups_create(
+                    follow_ups=[
+                        NewFollowUp(
+                            key=f"{payment_void_key(attempt)}:late-charge",
+                            kind=PAYMENT_VOID,
+                            subject=f"payment:{attempt.pk}",
+                            label=f"{attempt.amount} on •••• {attempt.card_last4}, charged late",
+                        )
+                    ]
+                )
     except DatabaseError:
         logger.exception("payment attempt %s: the void waits for its follow-up", attempt.pk)
 
@@ -449,6 +464,20 @@ def _checkout_window(now) -> tuple:
     seconds = settings.CHECKOUT_FAILURE_WINDOW_SECONDS
     start = int(now.timestamp() // seconds * seconds)
     return datetime.fromtimestamp(start, tz=UTC), start + seconds - now.timestamp()
+
+
+def checkout_client(*, remote_addr: str, forwarded_for: str) -> str:
+    """The address checkouts are counted against. Behind ``TRUSTED_PROXY_HOPS`` proxies every
+    connection comes from the nearest one, so the client is the entry the outermost trusted proxy
+    appended to ``X-Forwarded-For``; entries left of it are the client's own words and ignored."""
+    hops = settings.TRUSTED_PROXY_HOPS
+    entries = [entry.strip() for entry in forwarded_for.split(",") if entry.strip()]
+    if hops and len(entries) >= hops:
+        try:  # a trusted proxy writes an address; anything else is a misconfiguration's garbage
+            return str(ipaddress.ip_address(entries[-hops]))
+        except ValueError:
+            pass
+    return remote_addr or "unknown"
 
 
 def checkout_throttle_wait(*, client: str) -> int:

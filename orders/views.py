@@ -39,7 +39,10 @@ def checkout(request):
             messages.warning(request, change.notice)
     lines = cart.lines()
     form = CheckoutForm(request.POST or None, initial={"token": _checkout_token_issue(request)})
-    client = request.META.get("REMOTE_ADDR") or "unknown"
+    client = services.checkout_client(
+        remote_addr=request.META.get("REMOTE_ADDR", ""),
+        forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR", ""),
+    )
     if request.method == "POST" and (wait := services.checkout_throttle_wait(client=client)):
         form.add_error(
             None,

@@ -8,6 +8,7 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 from django.conf import settings
 
@@ -136,6 +137,18 @@ def test_every_long_running_service_has_a_health_check_and_waits_for_healthy_dep
     assert services["migrate"]["restart"] == "no"
     for name in ("web", "worker-critical", "worker-default", "beat", "relay"):
         assert set(services[name]["depends_on"]) >= {"migrate", "postgres", "rabbitmq"}, name
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.cluster.yml"])
+def test_the_webs_health_check_is_its_readiness_and_no_broker_outage_fails_it(name):
+    """/readyz asks the database only; /healthz/background (broker, relay, beat, workers) is for
+    alerts: as a web health check it would pull every web out of rotation in a broker outage.
+    Run against a web whose broker is gone: tests/integration/test_readiness.py."""
+    services = load(name)["services"]
+
+    assert "'/readyz'" in services["web"]["healthcheck"]["test"][-1]
+    for service_name, service in services.items():
+        assert "/healthz/background" not in str(service.get("healthcheck", "")), service_name
 
 
 def test_workers_split_the_queues_and_together_consume_every_routed_queue():

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from tests.processes import REPO
+from tests.processes import BIN, REPO, free_port
+from tests.test_compose import procfile
 
 PRODUCTION_ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings_production",
@@ -166,3 +167,38 @@ def test_production_refuses_the_development_secret_key(tmp_path):
 
     assert result.returncode != 0
     assert "SECRET_KEY must be a random value" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "process", ["release", "web", "worker-critical", "worker-default", "beat", "relay", "flower"]
+)
+def test_every_production_process_refuses_to_start_without_email_host(tmp_path, process):
+    """Each line of Procfile.production (what compose runs), started as it is: without EMAIL_HOST
+    it stops at once with the sentence, instead of keeping mail in a database outbox nobody reads."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV},
+        **PRODUCTION_ENV,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "VAR_DIR": str(tmp_path),
+        "WEB_BIND": f"127.0.0.1:{free_port()}",
+        "WEB_CONCURRENCY": "1",
+        "FLOWER_ADDRESS": "127.0.0.1",
+        "FLOWER_PORT": str(free_port()),
+        "CELERY_FLOWER_USER": "ops",
+        "CELERY_FLOWER_PASSWORD": "a-real-password-for-flower",
+    }
+    environment.pop("EMAIL_HOST", None)
+
+    result = subprocess.run(
+        ["sh", "-c", f"exec {procfile()[process]}"],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert "EMAIL_HOST must be set in the environment for production" in (
+        result.stdout + result.stderr
+    )

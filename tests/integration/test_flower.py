@@ -1,6 +1,12 @@
-"""Flower, started the way the Procfile starts it, watching a real worker through its HTTP API."""
+"""Flower, started exactly as production starts it, watching a real worker through its HTTP API.
+
+The command line is ``Procfile.production``'s flower line, run by ``sh`` as honcho runs it;
+docker-compose.yml's flower command is the same line (asserted below), so dropping
+``--conf=config/flowerconfig.py`` from either makes these tests fail (``/metrics`` answers 200).
+"""
 
 import json
+import os
 import re
 import subprocess
 
@@ -10,6 +16,7 @@ import pytest
 from follow_ups.models import FollowUp
 from tests.factories import ProductFactory, checkout_payload
 from tests.processes import BIN, REPO, Process, free_port, wait_until
+from tests.test_compose import command_line, load, procfile
 
 pytestmark = pytest.mark.integration
 
@@ -28,23 +35,34 @@ USER, PASSWORD = "ops", "flower-test-password"
 KINDS = {"confirmation_email", "warehouse_sync", "invoice"}
 
 
+def production_flower_command() -> list[str]:
+    """Flower's line in Procfile.production, which compose runs too, as a shell runs it."""
+    line = procfile()["flower"]
+    assert command_line(load("docker-compose.yml")["services"]["flower"]) == line
+    return ["sh", "-c", f"exec {line}"]
+
+
+def production_flower_env(env: dict[str, str], *, port: int, **credentials: str) -> dict[str, str]:
+    """The variables the production line reads: where to listen, and the credentials."""
+    flower_env = {
+        **env,
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "FLOWER_ADDRESS": "127.0.0.1",
+        "FLOWER_PORT": str(port),
+        "CELERY_FLOWER_USER": USER,
+        "CELERY_FLOWER_PASSWORD": PASSWORD,
+        **credentials,
+    }
+    return {name: value for name, value in flower_env.items() if value is not None}
+
+
 @pytest.fixture(scope="module")
 def flower(worker_env, process_log_dir):
     port = free_port()
     process = Process(
         "flower",
-        [
-            str(BIN / "celery"),
-            "-A",
-            "config",
-            "flower",
-            "--conf=config/flowerconfig.py",
-            "--address=127.0.0.1",
-            f"--port={port}",
-            f"--basic-auth={USER}:{PASSWORD}",
-            "--max_tasks=1000",
-        ],
-        worker_env,
+        production_flower_command(),
+        production_flower_env(worker_env, port=port),
         process_log_dir,
     )
     process.wait_for_log("Visit me at", timeout=30)
@@ -146,24 +164,25 @@ def test_flowers_prometheus_metrics_are_not_public(flower):
     assert "flower_" in authorised.text
 
 
-@pytest.mark.parametrize("password", ["change-me", "short", ""])
-def test_flower_refuses_to_start_without_a_real_password(worker_env, password):
+@pytest.mark.parametrize(
+    ("credentials", "refusal"),
+    [
+        ({"CELERY_FLOWER_PASSWORD": "change-me"}, "Flower needs a user and a password of 12"),
+        ({"CELERY_FLOWER_PASSWORD": "short"}, "Flower needs a user and a password of 12"),
+        ({"CELERY_FLOWER_PASSWORD": None}, "set CELERY_FLOWER_PASSWORD"),
+        ({"CELERY_FLOWER_PASSWORD": ""}, "set CELERY_FLOWER_PASSWORD"),
+        ({"CELERY_FLOWER_USER": None}, "set CELERY_FLOWER_USER"),
+    ],
+    ids=["example-password", "short-password", "no-password", "empty-password", "no-user"],
+)
+def test_flower_refuses_to_start_without_a_real_password(worker_env, credentials, refusal):
     result = subprocess.run(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "config",
-            "flower",
-            "--conf=config/flowerconfig.py",
-            "--address=127.0.0.1",
-            f"--port={free_port()}",
-            f"--basic-auth=admin:{password}",
-        ],
+        production_flower_command(),
         cwd=REPO,
-        env=worker_env,
+        env=production_flower_env(worker_env, port=free_port(), **credentials),
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
-    assert "Flower needs a user and a password of 12 characters or more" in result.stderr
+    assert refusal in result.stderr

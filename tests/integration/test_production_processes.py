@@ -201,31 +201,51 @@ def test_the_production_web_serves_static_files_and_flower_wants_a_password(
     assert httpx.get(f"{flower}/metrics", auth=credentials, timeout=10).status_code == 200
 
 
-def test_the_production_web_sends_the_security_headers(production_env, production_processes):
+def test_the_production_web_sends_the_security_headers(
+    production_env, production_processes, client
+):
     web = f"http://{production_env['WEB_BIND']}"
     behind_tls = {"X-Forwarded-Proto": "https"}
     order = httpx.post(
         f"{web}/api/orders/", json=checkout_payload(("SEED-CEL", 1)), timeout=10
     ).json()
+    order_url = f"{web}/orders/{order['id']}/"
+    # The order page's 2-second poll, as htmx sends it (an old browser would add the Referer).
+    poll = {**behind_tls, "HX-Request": "true", "Referer": order_url}
 
-    for path in ("/", f"/orders/{order['id']}/", "/api/products/"):
-        response = httpx.get(f"{web}{path}", headers=behind_tls, timeout=10)
+    for path, headers in (
+        ("/", behind_tls),
+        (f"/orders/{order['id']}/", behind_tls),
+        (f"/orders/{order['id']}/", poll),
+        ("/api/products/", behind_tls),
+    ):
+        response = httpx.get(f"{web}{path}", headers=headers, timeout=10)
         assert response.status_code == 200, path
         headers = response.headers
         assert headers["Strict-Transport-Security"].startswith("max-age=31536000"), path
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["X-Frame-Options"] == "DENY"
-        policy = dict(
-            directive.strip().split(" ", 1)
-            for directive in headers["Content-Security-Policy"].split(";")
-        )
+        policy = directives(headers["Content-Security-Policy"])
         assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'"
         assert policy["frame-ancestors"] == "'none'"
-    order_page = httpx.get(f"{web}/orders/{order['id']}/", headers=behind_tls, timeout=10)
-    assert order_page.headers["Referrer-Policy"] == "no-referrer"
+        # The very policy a browser walks the htmx pages under without a violation
+        # (tests/browser/test_content_security_policy.py, on the test settings).
+        assert policy == directives(client.get("/")["Content-Security-Policy"])
+    for headers in (behind_tls, poll):
+        order_page = httpx.get(order_url, headers=headers, timeout=10)
+        assert order_page.headers["Referrer-Policy"] == "no-referrer"
     assert (
         httpx.get(f"{web}/", headers=behind_tls, timeout=10).headers["Referrer-Policy"]
         == "same-origin"
     )
     # Plain HTTP, as a browser would send without the proxy: the session cookie is Secure.
     assert "Strict-Transport-Security" not in httpx.get(f"{web}/", timeout=10).headers
+    # The order page, its poll and their Referer reached gunicorn's access log without the id.
+    web_log = production_processes["web"].log()
+    assert "GET /orders/<redacted>/ HTTP/1.1" in web_log
+    assert order["id"] not in web_log and order["id"].replace("-", "") not in web_log
+
+
+def directives(policy: str) -> dict[str, str]:
+    """A Content-Security-Policy header's directives (their order is not part of the policy)."""
+    return dict(directive.strip().split(" ", 1) for directive in policy.split(";"))

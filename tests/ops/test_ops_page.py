@@ -15,6 +15,8 @@ from ops import selectors, services
 from ops.models import QueueSample
 from ops.templatetags.durations import ago
 from ops.templatetags.sparklines import sparkline
+from scheduling.beat import LEASE_NAME as BEAT_LEASE_NAME
+from scheduling.models import Lease
 from tests.factories import ProductFactory, place_order
 from tests.processes import wait_until
 
@@ -78,6 +80,27 @@ def test_the_ops_page_shows_when_the_relay_ticked_and_what_it_did(admin_client):
 
     assert 'data-metric="relay">ticked 2 min ago<' in page
     assert "published 12, recovered 3, re-published as lost 1; lag 4 s" in page
+
+
+def test_the_ops_page_says_whether_beat_holds_its_lease_and_links_background_health(
+    admin_client,
+):
+    page = admin_client.get("/ops/").content.decode()
+    assert 'data-metric="beat">not running<' in page and "no beat has held the lease" in page
+    assert 'href="/healthz/background"' in page
+
+    expires_at = timezone.now() + timedelta(seconds=30)
+    Lease.objects.create(
+        name=BEAT_LEASE_NAME, holder="beat@host", expires_at=expires_at, acquired_at=timezone.now()
+    )
+    page = admin_client.get("/ops/").content.decode()
+    assert 'data-metric="beat">running<' in page
+    assert f"lease held until {expires_at:%H:%M:%S} UTC" in page
+
+    Lease.objects.filter(name=BEAT_LEASE_NAME).update(
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    assert 'data-metric="beat">not running<' in admin_client.get("/ops/").content.decode()
 
 
 def test_htmx_polling_gets_the_panel_alone(admin_client):

@@ -75,3 +75,52 @@ def test_the_checkout_form_is_limited_too_and_says_so(client):
     assert b"Too many checkouts from your connection failed" in blocked.content
     assert blocked["Retry-After"] == "900"
     assert not Order.objects.exists()
+
+
+def post_via_proxy(client, sku, card, *, forwarded_for):
+    """Through the TLS proxy in front (10.0.0.2), which appends the address it saw."""
+    return client.post(
+        "/api/orders/",
+        checkout_payload((sku, 1), card_number=card),
+        content_type="application/json",
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR=forwarded_for,
+    )
+
+
+def test_behind_the_proxy_each_client_is_counted_and_one_card_tester_blocks_nobody_else(
+    client, settings
+):
+    """Every connection comes from the proxy: counted by REMOTE_ADDR, one card tester would make
+    checkout answer 429 to every customer. With TRUSTED_PROXY_HOPS=1 the proxy's entry names the
+    client, and what the client writes left of it does not help it escape."""
+    settings.TRUSTED_PROXY_HOPS = 1
+    product = ProductFactory(stock=100)
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    with time_machine.travel(start, tick=False):
+        codes = [
+            post_via_proxy(
+                client, product.sku, DECLINED_CARD, forwarded_for=f"198.18.0.{n}, 203.0.113.7"
+            ).status_code
+            for n in range(10)
+        ]
+        assert codes == [402] * 10
+        tester = post_via_proxy(client, product.sku, GOOD_CARD, forwarded_for="203.0.113.7")
+        assert tester.status_code == 429
+        customer = post_via_proxy(client, product.sku, GOOD_CARD, forwarded_for="198.51.100.2")
+        assert customer.status_code == 201
+        # A proxy that wrote garbage: counted by the connection, never a 500.
+        garbage = post_via_proxy(client, product.sku, GOOD_CARD, forwarded_for="x\x00y")
+        assert garbage.status_code == 201
+    assert Order.objects.count() == 2
+
+
+def test_without_a_trusted_proxy_a_forwarded_for_header_changes_nothing(client, settings):
+    assert settings.TRUSTED_PROXY_HOPS == 0  # the default: the header is the client's own words
+    product = ProductFactory(stock=100)
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    with time_machine.travel(start, tick=False):
+        for n in range(10):
+            post_via_proxy(client, product.sku, DECLINED_CARD, forwarded_for=f"198.18.0.{n}")
+        blocked = post_via_proxy(client, product.sku, GOOD_CARD, forwarded_for="198.18.0.99")
+    assert blocked.status_code == 429

@@ -21,6 +21,7 @@ from orders.models import Order, PaymentAttempt
 from shop.models import Product
 from tests.factories import ProductFactory, place_order
 from tests.ledger import follow_ups_run
+from tests.processes import wait_until
 
 
 def voids() -> FollowUp:
@@ -223,3 +224,36 @@ def test_the_card_is_charged_while_no_product_row_is_locked():
     place_order((product, 1))
     prober.join()
     assert observed == ["locked"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_charge_that_reached_the_gateway_after_its_void_ran_is_voided_too():
+    """A request that hangs past the wait: the void runs first and finds no charge, then the charge
+    lands at the gateway. The order must not commit (the void won), and the late charge must not
+    stay: the web process that sees it hands a second void to the engine."""
+    product = ProductFactory(stock=5)
+    payment_faults_set(charge_delay_ms=1500)
+
+    def the_wait_ends_and_the_void_runs() -> None:
+        try:
+            wait_until(voids().exists, timeout=5, message="the attempt's void")
+            voids().update(next_attempt_at=timezone.now())
+            follow_ups_run(kind=services.PAYMENT_VOID)
+        finally:
+            connection.close()
+
+    engine = threading.Thread(target=the_wait_ends_and_the_void_runs)
+    engine.start()
+    try:
+        with pytest.raises(services.ChargeVoided):
+            place_order((product, 1))
+    finally:
+        engine.join()
+    assert PaymentAttempt.objects.get().status == PaymentAttempt.Status.VOIDED
+    assert SimulatedCharge.objects.get().status == SimulatedCharge.Status.CHARGED  # landed late
+    assert not Order.objects.exists()
+
+    follow_ups_run(kind=services.PAYMENT_VOID)
+
+    assert SimulatedCharge.objects.get().status == SimulatedCharge.Status.VOIDED
+    assert voids().count() == 2 and set(voids().values_list("status", flat=True)) == {"succeeded"}

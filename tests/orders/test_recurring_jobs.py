@@ -453,6 +453,38 @@ def test_an_address_gets_one_reminder_a_week_however_many_carts_it_leaves(mailou
     assert len(to(mailoutbox, "same@example.com")) == 2
 
 
+def test_an_address_is_reminded_once_a_week_even_when_its_reminded_cart_is_gone(mailoutbox):
+    """The cart that was reminded is forgotten when its session unticks the box (or orders), and a
+    new cart for the address is left: the week still counts from the reminder that went out, across
+    the period's calendar boundary."""
+    week = timedelta(days=7)  # CART_REMINDER_PERIOD_DAYS
+    boundary = datetime.fromtimestamp(
+        (DAY.timestamp() // week.total_seconds() + 1) * week.total_seconds(), tz=UTC
+    )
+
+    def leave_a_cart(session_key: str, at: datetime) -> None:
+        AbandonedCart.objects.create(
+            session_key=session_key, email="eve@example.com", items={"SKU-X": 1}, touched_at=at
+        )
+
+    def remind(at: datetime) -> dict:
+        with time_machine.travel(at, tick=False):
+            result = tasks.cart_reminders_task(period=at.isoformat())
+            follow_ups_run()
+        return result
+
+    leave_a_cart("first", boundary - timedelta(days=1, hours=3))
+    assert remind(boundary - timedelta(days=1))["follow_ups"] == 1
+    recurring.abandoned_cart_forget(session_key="first")  # the box unticked in that session
+    leave_a_cart("second", boundary - timedelta(hours=3))
+
+    assert remind(boundary + timedelta(days=1))["follow_ups"] == 0  # two days after the first
+    assert len(to(mailoutbox, "eve@example.com")) == 1
+    # A week after the first reminder, the cart left since may be reminded.
+    assert remind(boundary + timedelta(days=6, hours=1))["follow_ups"] == 1
+    assert len(to(mailoutbox, "eve@example.com")) == 2
+
+
 def test_the_unsubscribe_link_works_in_one_click_and_stops_reminders(client, mailoutbox):
     (cart,) = carts_due(1, email="Dee@Example.com")
     with time_machine.travel(DAY, tick=False):
