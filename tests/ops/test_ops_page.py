@@ -222,7 +222,7 @@ def test_a_sparkline_fills_its_cell_and_has_a_time_axis():
 
     svg = re.search(r"<svg [^>]*>", chart).group(0)
     assert 'width="100%"' in svg and 'preserveAspectRatio="none"' in svg
-    assert re.findall(r"<span>([^<]+)</span>", chart) == ["−60 min", "−30 min", "now"]
+    assert re.findall(r"<span>([^<]+)</span>", chart) == ["−1 h", "−30 min", "now"]
     ticks = re.findall(r'<line x1="([\d.]+)" y1="23"', chart)
     assert len(ticks) == 4  # now, 15, 30 and 45 minutes back
     assert float(ticks[0]) == pytest.approx(118)  # the first tick is "now", at the right end
