@@ -9,7 +9,7 @@ import re
 import pytest
 
 from follow_ups.models import FollowUp
-from notifications.services import email_send
+from notifications.services import email_send, email_unsubscribe_url
 from orders.models import Order
 from tests.factories import ProductFactory, place_order
 
@@ -23,6 +23,15 @@ OVERFLOWING = """() => {
     const box = element.getBoundingClientRect();
     return box.width > 0 && (box.right > width + 0.5 || box.left < -0.5);
   }).map(element => `${element.tagName.toLowerCase()}.${element.className} ${Math.round(element.getBoundingClientRect().right)}`);
+}"""
+
+# How far apart, vertically, the header's brand and links sit (0 when they share one line).
+HEADER_LINE_TOPS = """() => {
+  const centres = [...document.querySelectorAll('.site-header a')].map(link => {
+    const box = link.getBoundingClientRect();
+    return box.top + box.height / 2;
+  });
+  return Math.max(...centres) - Math.min(...centres);
 }"""
 
 
@@ -139,6 +148,7 @@ def test_the_cart_caps_what_it_cannot_sell_and_checkout_keeps_what_was_typed(liv
     assert [line.quantity for line in Order.objects.get().lines.all()] == [2]
 
 
+@pytest.mark.urls("tests.shop.urls_with_a_bug")  # the shop's URLs, and one whose view raises
 def test_every_page_fits_a_390_px_phone(live_server, phone_page, screenshot, settings):
     seeds = ProductFactory(name="Butterhead lettuce seeds", price="1234.50", stock=50)
     order = place_order(
@@ -154,20 +164,33 @@ def test_every_page_fits_a_390_px_phone(live_server, phone_page, screenshot, set
 
     page.goto(f"{live_server.url}/products/{seeds.sku}/")
     page.get_by_role("button", name="Add to cart").click()
+    unsubscribe = email_unsubscribe_url(email="ann.longname@example.com").split("/email/")[1]
     pages = {
         "catalog": "/",
+        "category": f"/category/{seeds.category.slug}/",
         "product": f"/products/{seeds.sku}/",
         "cart": "/cart/",
         "checkout": "/checkout/",
         "order": f"/orders/{order.pk}/",
         "not found": "/no-such-page/",
+        "server error": "/a-page-with-a-bug/",
+        "unsubscribe": f"/email/{unsubscribe}",
     }
     for name, path in pages.items():
         page.goto(f"{live_server.url}{path}")
         assert page.evaluate(OVERFLOWING) == [], name
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
+        assert page.evaluate(HEADER_LINE_TOPS) <= 4, name  # the header stays on one line
         if name == "order":
             screenshot(page, "order-page-phone")
+        if name == "server error":
+            assert "Something went wrong on our side" in page.locator("main").inner_text()
+
+    page.goto(f"{live_server.url}/checkout/")  # a form sent back with its errors
+    page.fill("#id_email", "not an address")
+    page.get_by_role("button", name="place order").click()
+    page.locator(".errorlist").first.wait_for()
+    assert page.evaluate(OVERFLOWING) == [], "checkout with errors"
 
     settings.DEBUG = True  # the outbox exists in development only
     settings.EMAIL_BACKEND = "notifications.backends.OutboxEmailBackend"
