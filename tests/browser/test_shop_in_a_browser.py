@@ -87,7 +87,6 @@ def test_a_staff_member_opens_the_ops_page(
     screenshot(page, "ops-page")
 
 
-
 # Each metrics table sits in a box that scrolls sideways when it must; on a desktop screen it must
 # not have to: a column hidden behind that scrollbar (the dead letters) is a column nobody reads.
 TABLES_CUT_OFF = """() => [...document.querySelectorAll('.table-scroll')]
