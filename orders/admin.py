@@ -23,7 +23,7 @@ class OrderFollowUpsMixin:
         rows = selectors.order_follow_ups(order)
         return format_html_join(
             mark_safe("<br>"),
-            '<a href="{}">#{} {}</a>: {} after {} attempt(s) {}',
+            '<a href="{}">#{} {}</a>: {} after {} attempt{} {}',
             (
                 (
                     reverse("admin:follow_ups_followup_change", args=[row.pk]),
@@ -31,6 +31,7 @@ class OrderFollowUpsMixin:
                     row.kind_label,
                     row.status,
                     row.attempts,
+                    "" if row.attempts == 1 else "s",
                     row.last_error[:200],
                 )
                 for row in rows

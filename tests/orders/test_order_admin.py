@@ -19,7 +19,20 @@ def test_the_order_admin_page_links_each_of_its_follow_ups(admin_client):
     for follow_up in FollowUp.objects.filter(label=order.number):
         assert f'<a href="/admin/follow_ups/followup/{follow_up.pk}/change/">' in page
         assert f"#{follow_up.pk} {follow_up.kind_label}</a>" in page
-    assert "dead after 8 attempt(s) HTTP 422: address cannot be delivered to" in page
+    assert "dead after 8 attempts HTTP 422: address cannot be delivered to" in page
+    assert "pending after 0 attempts" in page and "attempt(s)" not in page
+
+
+def test_the_order_admin_page_says_1_attempt_not_1_attempts(admin_client):
+    order = place_order((ProductFactory(), 1)).order
+    FollowUp.objects.filter(label=order.number, kind="invoice").update(
+        status="succeeded", attempts=1
+    )
+
+    page = admin_client.get(f"/admin/orders/order/{order.pk}/change/").content.decode()
+
+    assert "succeeded after 1 attempt " in page
+    assert "1 attempts" not in page
 
 
 def test_a_follow_up_row_opens_in_the_admin(admin_client):
