@@ -14,6 +14,13 @@ class OrderLineInline(admin.TabularInline):
     readonly_fields = ["product", "sku", "name", "unit_price", "quantity"]
     can_delete = False
 
+    # What was bought and paid for: no line is added to, or changed in, a placed order.
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
 
 class OrderFollowUpsMixin:
     """The order's follow-ups from the ledger, each linked to its row (with its id, as in Flower)."""
@@ -49,6 +56,9 @@ class OrderAdmin(OrderFollowUpsMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # an order is placed by checkout, in the transaction that writes its effects
 
+    def has_change_permission(self, request, obj=None):
+        return False  # read-only: every field is checkout's; the page is for looking and linking
+
     def view_on_site(self, order):
         # The customer's own page ("View on site"): the unguessable id is its access token.
         return reverse("orders:order_detail", args=[order.pk])
@@ -70,6 +80,14 @@ class OrderAdmin(OrderFollowUpsMixin, admin.ModelAdmin):
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = ["order", "created_at"]
     exclude = ["pdf"]
+
+    # Rendered by the invoice follow-up only: an invoice added here would be an empty PDF that the
+    # follow-up then takes for the rendered one, and the customer downloads nothing.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 # --- What the recurring and delayed jobs keep -----------------------------------------------------
