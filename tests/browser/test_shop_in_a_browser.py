@@ -120,5 +120,8 @@ def test_the_ops_page_fits_the_screen_and_its_charts_fill_their_cells(
         # Each chart fills its cell (less the cell's padding) and is wide enough to read.
         for cell, chart in page.evaluate(SPARKLINE_WIDTHS):
             assert chart >= 80 and cell - chart < 12, (cell, chart)
+
+        page.goto(f"{live_server.url}/ops/lab/")  # the failure lab, its forms side by side or not
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
     finally:
         context.close()
