@@ -14,6 +14,7 @@ from django.core.management import call_command
 
 from follow_ups.models import FollowUp
 from ops import services
+from tests.factories import ProductFactory, place_order
 from tests.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.once]
@@ -103,6 +104,12 @@ def test_the_ops_page_fits_the_screen_and_its_charts_fill_their_cells(
     live_server, browser, django_user_model, width
 ):
     django_user_model.objects.create_superuser("ops", "ops@example.com", "ops-password-123")
+    order = place_order((ProductFactory(), 1)).order
+    FollowUp.objects.filter(label=order.number, kind="warehouse_sync").update(
+        status="dead",
+        attempts=8,
+        last_error="WarehouseUnavailable: HTTP 503: " + "{'error': 'outage', 'trace': 'x'}" * 12,
+    )
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
     try:
@@ -111,6 +118,7 @@ def test_the_ops_page_fits_the_screen_and_its_charts_fill_their_cells(
         page.fill("#id_password", "ops-password-123")
         page.get_by_role("button", name="Log in").click()
         page.locator("table.metrics").first.wait_for()
+        page.locator("table.failures", has_text="WarehouseUnavailable").wait_for()
 
         # The page never scrolls sideways; on a phone the tables scroll inside their own box.
         assert page.evaluate("document.documentElement.scrollWidth") <= width
