@@ -32,6 +32,7 @@ RATE_WINDOW = timedelta(minutes=5)
 THROUGHPUT_WINDOW = timedelta(minutes=1)
 HISTORY_MINUTES = 60
 PING_TIMEOUT_SECONDS = 0.5
+RECENT_FAILURES = 10
 
 
 @dataclass
@@ -275,6 +276,16 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
         relay=relay_state_get(),
         email_unknown=deliveries_unknown(),
         beat_until=beat_lease_expires_at(),
+    )
+
+
+def recent_failures(*, limit: int = RECENT_FAILURES) -> list[FollowUp]:
+    """The follow-ups whose latest attempt failed (retrying, or dead), the latest change first,
+    with the error behind it: for staff. The customer's page says what it means, never this."""
+    return list(
+        FollowUp.objects.filter(status__in=[FollowUp.Status.RETRYING, FollowUp.Status.DEAD])
+        .exclude(last_error="")
+        .order_by("-updated_at", "-id")[:limit]
     )
 
 

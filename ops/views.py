@@ -28,7 +28,11 @@ from ops.prometheus import registry_for
 @never_cache
 def dashboard(request):
     template = "ops/_panel.html" if request.headers.get("HX-Request") else "ops/dashboard.html"
-    response = render(request, template, {"snapshot": selectors.ops_snapshot()})
+    response = render(
+        request,
+        template,
+        {"snapshot": selectors.ops_snapshot(), "failures": selectors.recent_failures()},
+    )
     patch_vary_headers(response, ["HX-Request"])
     return response
 

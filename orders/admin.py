@@ -14,6 +14,13 @@ class OrderLineInline(admin.TabularInline):
     readonly_fields = ["product", "sku", "name", "unit_price", "quantity"]
     can_delete = False
 
+    # What was bought and paid for: no line is added to, or changed in, a placed order.
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
 
 class OrderFollowUpsMixin:
     """The order's follow-ups from the ledger, each linked to its row (with its id, as in Flower)."""
@@ -23,7 +30,7 @@ class OrderFollowUpsMixin:
         rows = selectors.order_follow_ups(order)
         return format_html_join(
             mark_safe("<br>"),
-            '<a href="{}">#{} {}</a>: {} after {} attempt(s) {}',
+            '<a href="{}">#{} {}</a>: {} after {} attempt{} {}',
             (
                 (
                     reverse("admin:follow_ups_followup_change", args=[row.pk]),
@@ -31,6 +38,7 @@ class OrderFollowUpsMixin:
                     row.kind_label,
                     row.status,
                     row.attempts,
+                    "" if row.attempts == 1 else "s",
                     row.last_error[:200],
                 )
                 for row in rows
@@ -47,6 +55,9 @@ class OrderAdmin(OrderFollowUpsMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # an order is placed by checkout, in the transaction that writes its effects
+
+    def has_change_permission(self, request, obj=None):
+        return False  # read-only: every field is checkout's; the page is for looking and linking
 
     def view_on_site(self, order):
         # The customer's own page ("View on site"): the unguessable id is its access token.
@@ -69,6 +80,14 @@ class OrderAdmin(OrderFollowUpsMixin, admin.ModelAdmin):
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = ["order", "created_at"]
     exclude = ["pdf"]
+
+    # Rendered by the invoice follow-up only: an invoice added here would be an empty PDF that the
+    # follow-up then takes for the rendered one, and the customer downloads nothing.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 # --- What the recurring and delayed jobs keep -----------------------------------------------------

@@ -47,18 +47,19 @@ def invoice_pdf(order: Order) -> bytes:
         topMargin=20 * mm,
         bottomMargin=20 * mm,
     )
+    # Amounts with thousands separators, as on the order page and in the email.
     rows = [["Item", "SKU", "Qty", "Unit price", "Amount"]]
     rows += [
         [
             Paragraph(escape(line.name), styles["Normal"]),
             line.sku,
             str(line.quantity),
-            f"{line.unit_price:.2f}",
-            f"{line.subtotal:.2f}",
+            f"{line.unit_price:,.2f}",
+            f"{line.subtotal:,.2f}",
         ]
         for line in order.lines.all()
     ]
-    rows.append(["", "", "", "Total (EUR)", f"{order.total:.2f}"])
+    rows.append(["", "", "", "Total (EUR)", f"{order.total:,.2f}"])
     table = Table(rows, colWidths=[70 * mm, 30 * mm, 15 * mm, 25 * mm, 25 * mm])
     table.setStyle(_table_style())
     # Customer text goes into ReportLab's markup, so it is escaped like HTML would be.

@@ -45,7 +45,7 @@ def sparkline(values, label=""):
         "{ticks}</g>"
         '<polyline fill="none" stroke="currentColor" stroke-width="1.5" '
         'vector-effect="non-scaling-stroke" points="{points}"/></svg>'
-        '<figcaption class="sparkline-times" aria-hidden="true"><span>−{span} min</span>'
+        '<figcaption class="sparkline-times" aria-hidden="true"><span>−{start}</span>'
         "<span>−{half} min</span><span>now</span></figcaption></figure>",
         description=description,
         width=WIDTH,
@@ -54,5 +54,7 @@ def sparkline(values, label=""):
         ticks=ticks,
         points=points,
         span=span,
+        # "−1 h", not "−60 min": three labels must fit a narrow column without wrapping.
+        start=f"{span // 60} h" if span % 60 == 0 else f"{span} min",
         half=span // 2,
     )

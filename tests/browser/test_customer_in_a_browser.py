@@ -9,7 +9,7 @@ import re
 import pytest
 
 from follow_ups.models import FollowUp
-from notifications.services import email_send
+from notifications.services import email_send, email_unsubscribe_url
 from orders.models import Order
 from tests.factories import ProductFactory, place_order
 
@@ -23,6 +23,15 @@ OVERFLOWING = """() => {
     const box = element.getBoundingClientRect();
     return box.width > 0 && (box.right > width + 0.5 || box.left < -0.5);
   }).map(element => `${element.tagName.toLowerCase()}.${element.className} ${Math.round(element.getBoundingClientRect().right)}`);
+}"""
+
+# How far apart, vertically, the header's brand and links sit (0 when they share one line).
+HEADER_LINE_TOPS = """() => {
+  const centres = [...document.querySelectorAll('.site-header a')].map(link => {
+    const box = link.getBoundingClientRect();
+    return box.top + box.height / 2;
+  });
+  return Math.max(...centres) - Math.min(...centres);
 }"""
 
 
@@ -139,6 +148,7 @@ def test_the_cart_caps_what_it_cannot_sell_and_checkout_keeps_what_was_typed(liv
     assert [line.quantity for line in Order.objects.get().lines.all()] == [2]
 
 
+@pytest.mark.urls("tests.shop.urls_with_a_bug")  # the shop's URLs, and one whose view raises
 def test_every_page_fits_a_390_px_phone(live_server, phone_page, screenshot, settings):
     seeds = ProductFactory(name="Butterhead lettuce seeds", price="1234.50", stock=50)
     order = place_order(
@@ -154,20 +164,33 @@ def test_every_page_fits_a_390_px_phone(live_server, phone_page, screenshot, set
 
     page.goto(f"{live_server.url}/products/{seeds.sku}/")
     page.get_by_role("button", name="Add to cart").click()
+    unsubscribe = email_unsubscribe_url(email="ann.longname@example.com").split("/email/")[1]
     pages = {
         "catalog": "/",
+        "category": f"/category/{seeds.category.slug}/",
         "product": f"/products/{seeds.sku}/",
         "cart": "/cart/",
         "checkout": "/checkout/",
         "order": f"/orders/{order.pk}/",
         "not found": "/no-such-page/",
+        "server error": "/a-page-with-a-bug/",
+        "unsubscribe": f"/email/{unsubscribe}",
     }
     for name, path in pages.items():
         page.goto(f"{live_server.url}{path}")
         assert page.evaluate(OVERFLOWING) == [], name
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
+        assert page.evaluate(HEADER_LINE_TOPS) <= 4, name  # the header stays on one line
         if name == "order":
             screenshot(page, "order-page-phone")
+        if name == "server error":
+            assert "Something went wrong on our side" in page.locator("main").inner_text()
+
+    page.goto(f"{live_server.url}/checkout/")  # a form sent back with its errors
+    page.fill("#id_email", "not an address")
+    page.get_by_role("button", name="place order").click()
+    page.locator(".errorlist").first.wait_for()
+    assert page.evaluate(OVERFLOWING) == [], "checkout with errors"
 
     settings.DEBUG = True  # the outbox exists in development only
     settings.EMAIL_BACKEND = "notifications.backends.OutboxEmailBackend"
@@ -182,3 +205,82 @@ def test_every_page_fits_a_390_px_phone(live_server, phone_page, screenshot, set
     assert page.evaluate(OVERFLOWING) == [], "outbox"
     page.locator(".mail-body a").click()  # the link in the message is a link
     page.wait_for_url(f"**/orders/{order.pk}/")
+
+
+# Every "Total" label and the amount beside it: their boxes, as the browser lays them out.
+TOTALS = """() => [...document.querySelectorAll('main *')]
+  .filter(element => element.children.length === 0 && element.textContent.trim() === 'Total')
+  .map(label => {
+    const amount = [...label.parentElement.children].find(other => other !== label);
+    const a = label.getBoundingClientRect(), b = amount.getBoundingClientRect();
+    return {amount: amount.textContent.trim(), labelTop: a.top, amountTop: b.top,
+            labelHeight: a.height, amountHeight: b.height};
+  })"""
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_total_and_its_amount_stay_on_one_line(live_server, browser, width):
+    seeds = ProductFactory(name="Butterhead lettuce seeds", price="1234.50", stock=50)
+    order = place_order((seeds, 9)).order
+    context = browser.new_context(viewport={"width": width, "height": 844})
+    page = context.new_page()
+    try:
+        page.goto(f"{live_server.url}/products/{seeds.sku}/")
+        page.fill("#quantity", "9")
+        page.get_by_role("button", name="Add to cart").click()
+        for path in ("/cart/", "/checkout/", f"/orders/{order.pk}/"):
+            page.goto(f"{live_server.url}{path}")
+            totals = page.evaluate(TOTALS)
+            assert totals, path
+            for total in totals:
+                assert total["amount"] == "€\u00a011,110.50", (path, total)
+                assert abs(total["labelTop"] - total["amountTop"]) < 6, (path, total)
+                assert total["amountHeight"] < 1.5 * total["labelHeight"], (path, total)
+    finally:
+        context.close()
+
+
+# WCAG 2 contrast of each badge and message: its text colour on its own background, as computed.
+CONTRASTS = """(classes) => {
+  const luminance = colour => {
+    const [r, g, b] = colour.match(/[\\d.]+/g).slice(0, 3).map(Number).map(value => {
+      value /= 255;
+      return value <= 0.03928 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const main = document.querySelector('main');
+  return Object.fromEntries(classes.map(name => {
+    const element = document.createElement('span');
+    element.className = name;
+    element.textContent = 'succeeded';
+    main.appendChild(element);
+    const style = getComputedStyle(element);
+    const [fg, bg] = [luminance(style.color), luminance(style.backgroundColor)];
+    element.remove();
+    return [name, (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05)];
+  }));
+}"""
+BADGES = [
+    f"status {state}"
+    for state in (
+        "pending",
+        "running",
+        "retrying",
+        "succeeded",
+        "dead",
+        "placed",
+        "delayed",
+        "needs_attention",
+        "ready",
+    )
+] + ["message", "message success", "message warning", "message error", "badge"]
+
+
+def test_every_badge_and_message_reaches_4_5_to_1_contrast(live_server, page):
+    page.goto(f"{live_server.url}/")
+
+    contrasts = page.evaluate(CONTRASTS, BADGES)
+
+    assert {name: ratio for name, ratio in contrasts.items() if ratio < 4.5} == {}
+    assert len(contrasts) == len(BADGES)

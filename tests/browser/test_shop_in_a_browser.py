@@ -14,6 +14,7 @@ from django.core.management import call_command
 
 from follow_ups.models import FollowUp
 from ops import services
+from tests.factories import ProductFactory, place_order
 from tests.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.once]
@@ -85,3 +86,50 @@ def test_a_staff_member_opens_the_ops_page(
     )
     page.locator('[data-metric="dead-letters"]', has_text="1").wait_for(timeout=20_000)
     screenshot(page, "ops-page")
+
+
+# Each metrics table sits in a box that scrolls sideways when it must; on a desktop screen it must
+# not have to: a column hidden behind that scrollbar (the dead letters) is a column nobody reads.
+TABLES_CUT_OFF = """() => [...document.querySelectorAll('.table-scroll')]
+  .filter(box => box.scrollWidth > box.clientWidth + 0.5)
+  .map(box => `${box.scrollWidth} > ${box.clientWidth}`)"""
+SPARKLINE_WIDTHS = """() => [...document.querySelectorAll('td.spark')].map(cell =>
+  [cell.getBoundingClientRect().width, cell.querySelector('svg').getBoundingClientRect().width])"""
+AXIS_LABELS_CUT_OFF = """() => [...document.querySelectorAll('.sparkline-times')]
+  .filter(axis => axis.scrollWidth > axis.clientWidth + 0.5).length"""
+
+
+@pytest.mark.parametrize("width", [1440, 1280, 390])
+def test_the_ops_page_fits_the_screen_and_its_charts_fill_their_cells(
+    live_server, browser, django_user_model, width
+):
+    django_user_model.objects.create_superuser("ops", "ops@example.com", "ops-password-123")
+    order = place_order((ProductFactory(), 1)).order
+    FollowUp.objects.filter(label=order.number, kind="warehouse_sync").update(
+        status="dead",
+        attempts=8,
+        last_error="WarehouseUnavailable: HTTP 503: " + "{'error': 'outage', 'trace': 'x'}" * 12,
+    )
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(f"{live_server.url}/ops/")
+        page.fill("#id_username", "ops")
+        page.fill("#id_password", "ops-password-123")
+        page.get_by_role("button", name="Log in").click()
+        page.locator("table.metrics").first.wait_for()
+        page.locator("table.failures", has_text="WarehouseUnavailable").wait_for()
+
+        # The page never scrolls sideways; on a phone the tables scroll inside their own box.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        if width >= 1280:
+            assert page.evaluate(TABLES_CUT_OFF) == []
+        assert page.evaluate(AXIS_LABELS_CUT_OFF) == 0
+        # Each chart fills its cell (less the cell's padding) and is wide enough to read.
+        for cell, chart in page.evaluate(SPARKLINE_WIDTHS):
+            assert chart >= 80 and cell - chart < 12, (cell, chart)
+
+        page.goto(f"{live_server.url}/ops/lab/")  # the failure lab, its forms side by side or not
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    finally:
+        context.close()

@@ -150,6 +150,68 @@ def test_flowers_task_list_shows_which_order_and_follow_up_each_task_is(
     wait_until(search_by_order_number, timeout=30, message=f"Flower to find {expected}")
 
 
+def datatable_search(flower: str, search: str) -> list[dict]:
+    """What the tasks page's search box (and its state buttons) ask Flower for."""
+    return httpx.get(
+        f"{flower}/tasks/datatable",
+        params={
+            "draw": 1,
+            "start": 0,
+            "length": 100,
+            "search[value]": search,
+            "order[0][column]": 0,
+            "order[0][dir]": "desc",
+            "columns[0][data]": "received",
+        },
+        auth=(USER, PASSWORD),
+        timeout=5,
+    ).json()["data"]
+
+
+def test_flowers_retried_and_failed_buttons_find_a_retrying_and_a_dead_follow_up(
+    live_worker, flower, client, smtp_server
+):
+    """The README's *Retried* (RETRY: an attempt that failed and waits in the database) and
+    *Failed* (FAILURE: an attempt that made a dead letter), as the buttons' searches find them."""
+    smtp_server.refuse_next("451 4.3.0 Try again later")
+    delayed = client.post(
+        "/api/orders/",
+        data=json.dumps(checkout_payload((ProductFactory().sku, 1))),
+        content_type="application/json",
+    ).json()
+    email = FollowUp.objects.filter(label=delayed["number"], kind="confirmation_email")
+    wait_until(
+        lambda: email.filter(attempts__gte=1).exclude(status="running").exists(),
+        timeout=30,
+        message="the first confirmation attempt to finish",
+    )
+    smtp_server.refuse_recipient("nobody@example.com", "550 5.1.1 Mailbox unavailable")
+    dead = client.post(
+        "/api/orders/",
+        data=json.dumps(checkout_payload((ProductFactory().sku, 1), email="nobody@example.com")),
+        content_type="application/json",
+    ).json()
+    retried_row = email.get()
+    dead_row = FollowUp.objects.get(label=dead["number"], kind="confirmation_email")
+
+    def found(state: str, args: str):
+        tasks = datatable_search(flower, f"state:{state}")
+        return [t for t in tasks if t["args"] == args and t["state"] == state] or None
+
+    wait_until(
+        lambda: found("RETRY", f"[{retried_row.pk}] confirmation_email {delayed['number']}"),
+        timeout=30,
+        message="Flower's Retried button to find the retried confirmation",
+    )
+    wait_until(
+        lambda: found("FAILURE", f"[{dead_row.pk}] confirmation_email {dead['number']}"),
+        timeout=30,
+        message="Flower's Failed button to find the dead confirmation",
+    )
+    dead_row.refresh_from_db()
+    assert dead_row.status == "dead"
+
+
 def test_flower_and_its_api_refuse_requests_without_credentials(flower):
     for path in ("/", "/api/tasks", "/api/workers", "/tasks"):
         assert httpx.get(f"{flower}{path}", timeout=5).status_code == 401, path

@@ -245,7 +245,7 @@ def test_a_sparkline_fills_its_cell_and_has_a_time_axis():
 
     svg = re.search(r"<svg [^>]*>", chart).group(0)
     assert 'width="100%"' in svg and 'preserveAspectRatio="none"' in svg
-    assert re.findall(r"<span>([^<]+)</span>", chart) == ["−60 min", "−30 min", "now"]
+    assert re.findall(r"<span>([^<]+)</span>", chart) == ["−1 h", "−30 min", "now"]
     ticks = re.findall(r'<line x1="([\d.]+)" y1="23"', chart)
     assert len(ticks) == 4  # now, 15, 30 and 45 minutes back
     assert float(ticks[0]) == pytest.approx(118)  # the first tick is "now", at the right end
@@ -266,3 +266,53 @@ def test_a_void_set_aside_when_its_order_committed_is_not_throughput():
     by_kind = {m.name: m for m in selectors.job_metrics()}
     assert by_kind["payment_void"].throughput_per_minute == 0
     assert sum(by_kind["payment_void"].throughput_history) == 0
+
+
+def test_the_ops_page_shows_staff_the_errors_behind_retries_and_dead_letters(admin_client):
+    retrying, dead, fine = (place_order((ProductFactory(), 1)).order for _ in range(3))
+    rows = FollowUp.objects.filter(kind="confirmation_email")
+    rows.filter(label=retrying.number).update(
+        status="retrying", attempts=2, last_error="EmailTemporaryFailure: SMTP 451 4.3.0 busy"
+    )
+    rows.filter(label=dead.number).update(
+        status="dead", attempts=8, last_error='WarehouseUnavailable: HTTP 503: {"error": "outage"}'
+    )
+    # Succeeded on a later attempt: its old error is history, not a failure to look at.
+    rows.filter(label=fine.number).update(
+        status="succeeded", attempts=2, last_error="EmailTemporaryFailure: SMTP 421 earlier"
+    )
+
+    page = admin_client.get("/ops/").content.decode()
+    polled = admin_client.get("/ops/", headers={"HX-Request": "true"}).content.decode()
+
+    for body in (page, polled):
+        panel = body[body.index("<h3>Latest failures</h3>") :]
+        assert "EmailTemporaryFailure: SMTP 451 4.3.0 busy" in panel
+        assert "WarehouseUnavailable: HTTP 503: {&quot;error&quot;: &quot;outage&quot;}" in panel
+        assert "SMTP 421 earlier" not in panel
+        for order in (retrying, dead):
+            row = rows.get(label=order.number)
+            assert f'<a href="/admin/follow_ups/followup/{row.pk}/change/">#{row.pk}</a>' in panel
+            assert f"<td>{order.number}</td>" in panel
+        assert fine.number not in panel
+
+
+def test_the_ops_page_says_when_nothing_has_failed(admin_client):
+    place_order((ProductFactory(), 1))
+
+    page = admin_client.get("/ops/").content.decode()
+
+    assert "No follow-up is retrying or dead." in page
+
+
+def test_the_latest_failures_are_the_latest_changes_and_at_most_ten():
+    orders = [place_order((ProductFactory(), 1)).order for _ in range(12)]
+    now = timezone.now()
+    for age, order in enumerate(orders):
+        FollowUp.objects.filter(label=order.number, kind="invoice").update(
+            status="dead", last_error=f"error {age}", updated_at=now - timedelta(minutes=age)
+        )
+
+    failures = selectors.recent_failures()
+
+    assert [row.last_error for row in failures] == [f"error {age}" for age in range(10)]

@@ -3,6 +3,7 @@
 import pytest
 
 from follow_ups.models import FollowUp
+from orders.models import Invoice
 from tests.factories import ProductFactory, place_order
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,20 @@ def test_the_order_admin_page_links_each_of_its_follow_ups(admin_client):
     for follow_up in FollowUp.objects.filter(label=order.number):
         assert f'<a href="/admin/follow_ups/followup/{follow_up.pk}/change/">' in page
         assert f"#{follow_up.pk} {follow_up.kind_label}</a>" in page
-    assert "dead after 8 attempt(s) HTTP 422: address cannot be delivered to" in page
+    assert "dead after 8 attempts HTTP 422: address cannot be delivered to" in page
+    assert "pending after 0 attempts" in page and "attempt(s)" not in page
+
+
+def test_the_order_admin_page_says_1_attempt_not_1_attempts(admin_client):
+    order = place_order((ProductFactory(), 1)).order
+    FollowUp.objects.filter(label=order.number, kind="invoice").update(
+        status="succeeded", attempts=1
+    )
+
+    page = admin_client.get(f"/admin/orders/order/{order.pk}/change/").content.decode()
+
+    assert "succeeded after 1 attempt " in page
+    assert "1 attempts" not in page
 
 
 def test_a_follow_up_row_opens_in_the_admin(admin_client):
@@ -30,6 +44,39 @@ def test_a_follow_up_row_opens_in_the_admin(admin_client):
 
     assert response.status_code == 200
     assert order.number in response.content.decode()
+
+
+def test_an_order_is_read_only_no_line_can_be_added_or_changed(admin_client):
+    order = place_order((ProductFactory(), 1)).order
+    (line,) = order.lines.all()
+    url = f"/admin/orders/order/{order.pk}/change/"
+
+    page = admin_client.get(url).content.decode()
+    response = admin_client.post(
+        url,
+        {
+            "lines-TOTAL_FORMS": "2",
+            "lines-INITIAL_FORMS": "1",
+            "lines-0-id": str(line.pk),
+            "lines-0-quantity": "50",
+            "lines-1-sku": "FREE-1",
+            "lines-1-quantity": "5",
+        },
+    )
+
+    assert 'name="_save"' not in page and 'value="Save"' not in page  # a page to read
+    assert response.status_code == 403
+    assert [(row.pk, row.quantity) for row in order.lines.all()] == [(line.pk, 1)]
+
+
+def test_an_invoice_cannot_be_added_or_changed_in_the_admin(admin_client):
+    order = place_order((ProductFactory(), 1)).order
+
+    assert admin_client.get("/admin/orders/invoice/add/").status_code == 403
+    assert (
+        admin_client.post("/admin/orders/invoice/add/", {"order": str(order.pk)}).status_code == 403
+    )
+    assert not Invoice.objects.exists()
 
 
 def test_an_order_cannot_be_added_from_an_empty_form(admin_client):

@@ -134,3 +134,13 @@ def test_invoices_drawn_one_after_another_in_a_process_each_carry_only_their_own
 
     assert f"Invoice {first.number}" in text_of(first) and "Second thing" not in text_of(first)
     assert f"Invoice {second.number}" in text_of(second) and "First thing" not in text_of(second)
+
+
+def test_invoice_amounts_have_thousands_separators():
+    order = place_order((ProductFactory(name="Greenhouse", price="1234.50", stock=10), 2)).order
+    services.invoice_create(order=order)
+
+    text = PdfReader(io.BytesIO(bytes(Invoice.objects.get().pdf))).pages[0].extract_text()
+
+    assert "1,234.50" in text and "2,469.00" in text
+    assert "2469.00" not in text

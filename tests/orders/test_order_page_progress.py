@@ -228,3 +228,15 @@ def test_the_confirmation_email_says_nothing_extra_while_the_order_runs_normally
 
     (sent,) = mail.outbox
     assert "Our team" not in sent.body and "longer than usual" not in sent.body
+
+
+def test_the_confirmation_email_says_when_the_rest_of_the_order_is_delayed(order, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    set_follow_up(order, "warehouse_sync", "retrying", 2)
+
+    services.confirmation_email_send(order=order)
+
+    (sent,) = mail.outbox
+    assert "Part of your order is taking longer than usual." in sent.body
+    assert "there is nothing you need to do" in sent.body
+    assert "HTTP 503" not in sent.body and "outage" not in sent.body
