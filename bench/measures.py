@@ -8,7 +8,8 @@
 4. a burst of orders enqueued at once, drained by the production workers: completed/s over time.
 5. soak: worker memory (RSS) over many follow-ups of all three kinds, child recycling off so a
    leak would show.
-6. checkout latency open-loop (a fixed arrival rate), with CPU per order per tier.
+6. checkout latency open-loop (a fixed arrival rate), with CPU per order per tier; and the same
+   with the web and the workers pinned to a vCPU each (``open_loop_pinned``).
 7. per follow-up kind: follow-ups/s against the same provider calls made bare, same concurrency.
 8. commit -> email accepted at 70 % of the emails' capacity.
 9. the relay re-publishing a backlog left by a broker outage: follow-ups per second.
@@ -505,7 +506,20 @@ def _pipeline_capacity(web: str, requests: int) -> float:
     return done / (rows.aggregate(last=Max("finished_at"))["last"].timestamp() - began)
 
 
-def measure_checkout_open_loop(stack: Stack) -> dict:
+def _pin(processes, cpus: set[int]) -> None:
+    """Keep these processes (and the children they fork later) on ``cpus``."""
+    for process in processes:
+        for pid in _group(process):
+            try:
+                os.sched_setaffinity(pid, cpus)
+            except ProcessLookupError:  # exited meanwhile
+                continue
+
+
+def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
+    """Measure 6. With ``pinned`` (``open_loop_pinned``): the web on the first vCPU and the workers
+    and relay on the second, PostgreSQL, RabbitMQ and the load generator free on both, as near as
+    one box comes to the web and the workers on hosts of their own."""
     from django.utils import timezone
 
     from follow_ups.models import FollowUp
@@ -517,6 +531,9 @@ def measure_checkout_open_loop(stack: Stack) -> dict:
     variants = {"a_prime_rows_no_publish": "/bench/orders/rows/", "b_checkout": "/api/orders/"}
     gunicorn, web = stack.gunicorn()
     relay_gunicorn, relay_web = stack.gunicorn(env={"FOLLOW_UP_PUBLISH": "relay"})
+    if pinned:
+        _pin([gunicorn, relay_gunicorn], {0})
+        _pin(background, {1})
     for url in (*variants.values(), "/bench/orders/bare/"):
         http_load(f"{web}{url}", CLIENTS * 2)
     http_load(f"{relay_web}/api/orders/", CLIENTS * 2)
@@ -528,6 +545,7 @@ def measure_checkout_open_loop(stack: Stack) -> dict:
     # On a box where the workers share the web's cores, this is what an arrival rate can sustain.
     capacity = _pipeline_capacity(web, sizes["capacity_requests"])
     result: dict = {
+        "pinned": "web on vCPU 0, workers and relay on vCPU 1" if pinned else "nothing pinned",
         "capacity_bare_insert_per_second": round(bare_capacity, 1),
         "capacity_pipeline_orders_per_second": round(capacity, 1),
         "rates_are_shares_of": "the pipeline's capacity (checkout and its follow-ups)",
@@ -907,6 +925,7 @@ MEASURES = {
     "burst": measure_burst,
     "soak": measure_soak,
     "open_loop": measure_checkout_open_loop,
+    "open_loop_pinned": functools.partial(measure_checkout_open_loop, pinned=True),
     "per_kind": measure_follow_ups_per_kind,
     "email_load": measure_email_under_load,
     "catch_up": measure_relay_catch_up,
