@@ -10,10 +10,14 @@
 """
 
 import contextlib
+import os
 import secrets
 import threading
+import time
 from decimal import Decimal
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from ninja import NinjaAPI, Schema, Status
 
@@ -88,6 +92,37 @@ def _publish_unless_baseline(follow_ups) -> None:
 
 
 follow_up_services.follow_ups_publish_after_commit = _publish_unless_baseline
+
+
+# How long each request's after-commit publishing takes in the web (first publish to the UPDATE
+# that marks them handed over), appended per process to a file measure 6 reads: how much of b's
+# latency is the publish itself.
+_publishing = threading.local()
+_follow_up_send = follow_up_services.follow_up_send
+_publish_settle = follow_up_services._publish_settle
+
+
+def _timed_send(follow_up, **options) -> None:
+    if getattr(_publishing, "started", None) is None:
+        _publishing.started = time.perf_counter()
+    _follow_up_send(follow_up, **options)
+
+
+def _timed_settle(handed_over, left_over) -> None:
+    try:
+        _publish_settle(handed_over, left_over)
+    finally:
+        started, _publishing.started = getattr(_publishing, "started", None), None
+        if started is not None:
+            seconds = time.perf_counter() - started
+            with open(PUBLISH_TIMES_DIR / f"publish-seconds-{os.getpid()}.txt", "a") as times:
+                times.write(f"{seconds}\n")
+
+
+PUBLISH_TIMES_DIR = Path(settings.VAR_DIR)
+if os.environ.get("BENCH_PUBLISH_TIMES"):  # measure 6's gunicorn only
+    follow_up_services.follow_up_send = _timed_send
+    follow_up_services._publish_settle = _timed_settle
 
 
 @contextlib.contextmanager

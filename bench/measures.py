@@ -529,8 +529,9 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
     FollowUp.objects.update(status="succeeded")
     background = [*stack.production_workers(), stack.relay()]
     variants = {"a_prime_rows_no_publish": "/bench/orders/rows/", "b_checkout": "/api/orders/"}
-    gunicorn, web = stack.gunicorn()
+    gunicorn, web = stack.gunicorn(env={"BENCH_PUBLISH_TIMES": "1"})
     relay_gunicorn, relay_web = stack.gunicorn(env={"FOLLOW_UP_PUBLISH": "relay"})
+    publish_times = Path(stack.env["VAR_DIR"])
     if pinned:
         _pin([gunicorn, relay_gunicorn], {0})
         _pin(background, {1})
@@ -564,8 +565,16 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
                 )
                 path = variants.get(name, "/api/orders/")
                 since = timezone.now()
+                for stale in publish_times.glob("publish-seconds-*.txt"):
+                    stale.unlink()
                 before = tier_cpu(server, background)
                 run = open_loop(f"{base}{path}", rate, sizes["open_loop_seconds"])
+                # b's after-commit publishing inside each request, as its web timed it (bench/api.py)
+                publishing = [
+                    float(line)
+                    for times in publish_times.glob("publish-seconds-*.txt")
+                    for line in times.read_text().split()
+                ]
                 # Until the run's follow-ups are done (a′'s after the relay's grace), so each
                 # tier's CPU is this run's orders' whole cost and nothing spills into the next.
                 wait_until(
@@ -588,6 +597,11 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
                             tier: round((after[tier] - before[tier]) * 1000 / run["orders"], 2)
                             for tier in before
                         },
+                        **(
+                            {"publishing_in_the_request": summary_ms(publishing)}
+                            if publishing and name == "b_checkout"
+                            else {}
+                        ),
                     }
                 )
         result["loads"][f"{int(load * 100)}%"] = _open_loop_block(rate, rounds)
@@ -614,6 +628,16 @@ def _open_loop_block(rate: float, rounds: dict[str, list[dict]]) -> dict:
                 for tier in tiers
             },
             "rounds": runs,
+        }
+    timed = [
+        run["publishing_in_the_request"]
+        for run in rounds["b_checkout"]
+        if "publishing_in_the_request" in run
+    ]
+    if timed:
+        block["b_checkout"]["publishing_in_the_request_ms"] = {
+            figure: round(statistics.median(t[figure] for t in timed), 2)
+            for figure in ("p50_ms", "p99_ms", "mean_ms")
         }
     pairs = list(zip(rounds["b_checkout"], rounds["a_prime_rows_no_publish"], strict=True))
     gaps = [b["p99_ms"] - a["p99_ms"] for b, a in pairs]

@@ -136,6 +136,12 @@ def table(results: dict) -> str:
                     f"  {load + ' ' + name:<40}{row['n']:>6}{row['p50_ms']:>8}{row['p99_ms']:>8}  "
                     + "".join(f"{cpu[tier]:>9}" for tier in tiers)
                 )
+                if "publishing_in_the_request_ms" in row:
+                    timed = row["publishing_in_the_request_ms"]
+                    lines.append(
+                        f"    of which publishing after commit: p50 {timed['p50_ms']} ms,"
+                        f" p99 {timed['p99_ms']} ms, mean {timed['mean_ms']} ms"
+                    )
     if "per_kind" in results:
         k = results["per_kind"]
         lines.append(
