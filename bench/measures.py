@@ -405,7 +405,9 @@ def open_loop(url: str, rate: float, seconds: float, senders: int = 48) -> dict:
     give_up = start + seconds * 3 + 10
 
     def sender(number: int):
-        with httpx.Client(timeout=30) as http:
+        # Idle connections are dropped after 1 s, before gunicorn's 2 s keep-alive closes them: a
+        # request sent on a connection the server is closing would fail without an answer.
+        with httpx.Client(timeout=30, limits=httpx.Limits(keepalive_expiry=1.0)) as http:
             body = order_body(number)
             while True:
                 with lock:
@@ -419,7 +421,12 @@ def open_loop(url: str, rate: float, seconds: float, senders: int = 48) -> dict:
                     continue
                 due = start + index / rate
                 time.sleep(max(0.0, due - time.perf_counter()))
-                response = http.post(url, json=body)
+                try:
+                    response = http.post(url, json=body)
+                except httpx.HTTPError as exc:  # counted, so the run fails instead of losing it
+                    with lock:
+                        failures.append(f"{type(exc).__name__}: {exc}")
+                    continue
                 done = time.perf_counter()
                 with lock:
                     latencies.append(done - due)
