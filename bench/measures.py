@@ -48,6 +48,7 @@ SIZES = {
         "capacity_requests": 1000,
         "open_loop_seconds": 15,
         "open_loop_rounds": 3,
+        "open_loop_turns_seconds": 60,
         "kind_orders": 300,
         "kind_rounds": 3,
         "email_load_seconds": 60,
@@ -66,6 +67,7 @@ SIZES = {
         "capacity_requests": 48,
         "open_loop_seconds": 2,
         "open_loop_rounds": 1,
+        "open_loop_turns_seconds": 3,
         "kind_orders": 12,
         "kind_rounds": 1,
         "email_load_seconds": 3,
@@ -393,11 +395,17 @@ def measure_soak(stack: Stack) -> dict:
 # reaped (exited backends, recycled children), so it is those orders' whole cost per tier.
 
 
-def open_loop(url: str, rate: float, seconds: float, senders: int = 48) -> dict:
-    """POST ``rate`` requests per second for ``seconds``; latency from each request's due time."""
+def open_loop(url: str | list[str], rate: float, seconds: float, senders: int = 48) -> dict:
+    """POST ``rate`` requests per second for ``seconds``; latency from each request's due time.
+
+    With several URLs they take turns request by request (the first request to the first URL, the
+    second to the second, …), so each sees the same load, drift and stalls: ``by_url`` holds each
+    one's latencies."""
+    urls = [url] if isinstance(url, str) else list(url)
     count = max(1, int(rate * seconds))
     start = time.perf_counter() + 0.1
     latencies: list[float] = []
+    by_url: dict[str, list[float]] = {u: [] for u in urls}
     failures: list[str] = []
     lock = threading.Lock()
     next_index = [0]
@@ -420,9 +428,10 @@ def open_loop(url: str, rate: float, seconds: float, senders: int = 48) -> dict:
                         abandoned[0] += 1
                     continue
                 due = start + index / rate
+                target = urls[index % len(urls)]
                 time.sleep(max(0.0, due - time.perf_counter()))
                 try:
-                    response = http.post(url, json=body)
+                    response = http.post(target, json=body)
                 except httpx.HTTPError as exc:  # counted, so the run fails instead of losing it
                     with lock:
                         failures.append(f"{type(exc).__name__}: {exc}")
@@ -430,6 +439,7 @@ def open_loop(url: str, rate: float, seconds: float, senders: int = 48) -> dict:
                 done = time.perf_counter()
                 with lock:
                     latencies.append(done - due)
+                    by_url[target].append(done - due)
                     if response.status_code != 201:
                         failures.append(f"{response.status_code} {response.text[:200]}")
 
@@ -440,7 +450,12 @@ def open_loop(url: str, rate: float, seconds: float, senders: int = 48) -> dict:
         thread.join()
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, e.g. {failures[0]}")
-    return {"latencies": latencies, "orders": count - abandoned[0], "abandoned": abandoned[0]}
+    return {
+        "latencies": latencies,
+        "by_url": by_url,
+        "orders": count - abandoned[0],
+        "abandoned": abandoned[0],
+    }
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -584,16 +599,7 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
                 ]
                 # Until the run's follow-ups are done (a′'s after the relay's grace), so each
                 # tier's CPU is this run's orders' whole cost and nothing spills into the next.
-                wait_until(
-                    lambda since=since: (
-                        not FollowUp.objects.filter(created_at__gte=since)
-                        .exclude(status="succeeded")
-                        .exists()
-                    ),
-                    timeout=600,
-                    interval=0.5,
-                    message=f"the follow-ups of the {name} run",
-                )
+                _follow_ups_done_since(since, f"the {name} run")
                 after = tier_cpu(server, background)
                 rounds[name].append(
                     {
@@ -611,11 +617,80 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
                         ),
                     }
                 )
-        result["loads"][f"{int(load * 100)}%"] = _open_loop_block(rate, rounds)
+        block = _open_loop_block(rate, rounds)
+        # The targets' figure: the variants take turns request by request in one stream at the same
+        # rate, so drift, stalls and the follow-ups' work hit them alike, and every round's
+        # latencies are pooled, so a p99 rests on a thousand requests, not on a round's few worst.
+        turns = {"a_prime_rows_no_publish": f"{web}{variants['a_prime_rows_no_publish']}"}
+        turns["b_checkout"] = f"{web}{variants['b_checkout']}"
+        if load == 0.5:
+            turns["b_publish_left_to_the_relay"] = f"{relay_web}/api/orders/"
+        taken: list[dict[str, list[float]]] = []
+        for _ in range(sizes["open_loop_rounds"]):
+            since = timezone.now()
+            run = open_loop(list(turns.values()), rate, sizes["open_loop_turns_seconds"])
+            _follow_ups_done_since(since, "the taking-turns run")
+            taken.append({name: run["by_url"][url] for name, url in turns.items()})
+        block["taking_turns"] = _taking_turns_block(taken)
+        result["loads"][f"{int(load * 100)}%"] = block
     for process in (gunicorn, relay_gunicorn, *background):
         stack.stop(process)
     stack.purge()
     return result
+
+
+def _follow_ups_done_since(since, what: str) -> None:
+    from follow_ups.models import FollowUp
+
+    wait_until(
+        lambda: (
+            not FollowUp.objects.filter(created_at__gte=since).exclude(status="succeeded").exists()
+        ),
+        timeout=600,
+        interval=0.5,
+        message=f"the follow-ups of {what}",
+    )
+
+
+def _p99_gap_interval(b: list[float], a: list[float], resamples: int = 2000) -> list[float]:
+    """A 90 % bootstrap interval of p99(b) − p99(a) in ms: how far the pooled figure could move
+    if the run were repeated."""
+    import numpy
+
+    rng = numpy.random.default_rng(14)
+    b_values, a_values = numpy.array(b), numpy.array(a)
+    gaps = [
+        numpy.percentile(rng.choice(b_values, len(b_values)), 99)
+        - numpy.percentile(rng.choice(a_values, len(a_values)), 99)
+        for _ in range(resamples)
+    ]
+    low, high = numpy.percentile(gaps, [5, 95]) * 1000
+    return [round(float(low), 1), round(float(high), 1)]
+
+
+def _taking_turns_block(taken: list[dict[str, list[float]]]) -> dict:
+    """The variants that took turns in one stream: each one's latencies pooled over the rounds, and
+    b's (and the relay's) p99 over a′'s, pooled, with its bootstrap interval and per round."""
+    names = list(taken[0])
+    pooled = {name: [v for run in taken for v in run[name]] for name in names}
+    block: dict = {name: summary_ms(pooled[name]) for name in names}
+    base = pooled["a_prime_rows_no_publish"]
+    for name in names[1:]:
+        label = "b" if name == "b_checkout" else "relay"
+        block[f"{label}_p99_minus_a_prime_p99_ms"] = round(
+            block[name]["p99_ms"] - block["a_prime_rows_no_publish"]["p99_ms"], 2
+        )
+        block[f"{label}_p99_minus_a_prime_p99_ms_interval_90"] = _p99_gap_interval(
+            pooled[name], base
+        )
+        block[f"{label}_p99_minus_a_prime_p99_ms_rounds"] = [
+            round((percentile(run[name], 0.99) - percentile(run[names[0]], 0.99)) * 1000, 2)
+            for run in taken
+        ]
+    block["rounds_p99_ms"] = [
+        {name: round(percentile(run[name], 0.99) * 1000, 2) for name in names} for run in taken
+    ]
+    return block
 
 
 def _open_loop_block(rate: float, rounds: dict[str, list[dict]]) -> dict:
