@@ -58,7 +58,7 @@ run-production: $(STAMP)
 
 # Needs PostgreSQL (DATABASE_URL) and RabbitMQ (CELERY_BROKER_URL); makes its own database and vhost.
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --runs 3
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench.run --smoke

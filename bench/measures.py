@@ -44,7 +44,7 @@ SIZES = {
         "broker_down_requests": 1000,
         "email_orders": 200,
         "burst_orders": 10_000,
-        "soak_tasks": 100_000,
+        "soak_tasks": 30_000,
         "capacity_requests": 1000,
         "open_loop_seconds": 15,
         "open_loop_rounds": 3,
@@ -189,9 +189,6 @@ def measure_checkout_with_broker_down(stack: Stack) -> dict:
         published_at__isnull=True, status="pending"
     ).count()
     return result
-
-
-# --- 2. Throughput ----------------------------------------------------------------------------------
 
 
 # --- 3. Commit -> email -----------------------------------------------------------------------------
@@ -1023,6 +1020,10 @@ def measure_publish_designs(stack: Stack) -> dict:
         },
     }
 
+
+# Measures that already run three interleaved rounds (sizes ``open_loop_rounds``, ``kind_rounds``,
+# ``publish_runs``) and report each figure as the median of them: ``--runs`` does not repeat them.
+SELF_REPEATING = {"open_loop", "open_loop_pinned", "per_kind", "publish"}
 
 MEASURES = {
     "latency": measure_checkout_latency,

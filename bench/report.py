@@ -53,6 +53,15 @@ TARGETS = [
 ]
 
 
+def _value_in(value_of, run: dict):
+    """The figure in one run, or None where the run did not have that measure (one that repeats
+    itself runs in the first run only)."""
+    try:
+        return value_of(run)
+    except KeyError:
+        return None
+
+
 def verdicts(results: dict, runs: list[dict] | None = None) -> list[dict]:
     """Each target against the median of the runs, with every run's value."""
     rows = []
@@ -64,7 +73,7 @@ def verdicts(results: dict, runs: list[dict] | None = None) -> list[dict]:
         met = value <= target if op == "<=" else value >= target
         row = {"measure": name, "value": value, "target": f"{op} {target}", "met": met}
         if runs and len(runs) > 1:
-            row["runs"] = [value_of(run) for run in runs]
+            row["runs"] = [value for value in (_value_in(value_of, run) for run in runs) if value]
         rows.append(row)
     return rows
 

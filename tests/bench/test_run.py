@@ -1,5 +1,7 @@
 """The benchmark's repeated runs: every figure the median of the runs, each run kept."""
 
+import json
+
 from bench.report import verdicts
 from bench.run import median_tree
 
@@ -26,3 +28,42 @@ def test_a_verdict_is_taken_on_the_median_and_shows_every_run():
     assert row["value"] == 1100.0
     assert row["met"] is False
     assert row["runs"] == [900.0, 1200.0, 1100.0]
+
+
+def test_a_measure_that_repeats_itself_runs_once_and_the_others_three_times(monkeypatch, tmp_path):
+    from bench import run
+
+    calls = {"email_load": 0, "per_kind": 0}
+
+    def email_load(stack):
+        calls["email_load"] += 1
+        return {"p99_ms": [900.0, 1200.0, 1100.0][calls["email_load"] - 1]}
+
+    def per_kind(stack):
+        calls["per_kind"] += 1
+        return {"kinds": {"invoice": {"ratio": {"median": 0.2, "runs": [0.19, 0.2, 0.21]}}}}
+
+    class NoStack:
+        def __init__(self, sizes, log_dir):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(run, "MEASURES", {"email_load": email_load, "per_kind": per_kind})
+    monkeypatch.setattr(run, "SELF_REPEATING", {"per_kind"})
+    monkeypatch.setattr(run, "Stack", NoStack)
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    monkeypatch.setattr(run, "plot", lambda results, path: None)
+    monkeypatch.setattr(run, "table", lambda results: "")
+    monkeypatch.setattr("sys.argv", ["bench.run", "--smoke", "--runs", "3"])
+
+    assert run.main() == 0
+
+    assert calls == {"email_load": 3, "per_kind": 1}
+    saved = json.loads((tmp_path / "smoke.json").read_text())
+    assert saved["email_load"]["p99_ms"] == 1100.0
+    assert saved["per_kind"]["kinds"]["invoice"]["ratio"]["runs"] == [0.19, 0.2, 0.21]
+    by_measure = {row["measure"]: row for row in saved["verdicts"]}
+    assert by_measure["8 commit -> email p99 at 70% (ms)"]["runs"] == [900.0, 1200.0, 1100.0]
+    assert by_measure["7 invoice: follow-ups/s / bare calls/s"]["value"] == 0.2
