@@ -24,6 +24,7 @@ figures the report (bench/report.py) prints and saves.
 
 import functools
 import os
+import random
 import statistics
 import subprocess
 import threading
@@ -395,11 +396,18 @@ def measure_soak(stack: Stack) -> dict:
 def open_loop(url: str | list[str], rate: float, seconds: float, senders: int = 48) -> dict:
     """POST ``rate`` requests per second for ``seconds``; latency from each request's due time.
 
-    With several URLs they take turns request by request (the first request to the first URL, the
-    second to the second, …), so each sees the same load, drift and stalls: ``by_url`` holds each
-    one's latencies."""
+    With several URLs they take turns: each run of ``len(urls)`` requests goes to every URL once,
+    in a random order (seeded), so each sees the same load, drift and stalls, and none always
+    follows the same other one (whose follow-ups its workers would be running just then):
+    ``by_url`` holds each one's latencies."""
     urls = [url] if isinstance(url, str) else list(url)
     count = max(1, int(rate * seconds))
+    shuffle = random.Random(14)
+    turns = [
+        urls[i]
+        for _ in range(count // len(urls) + 1)
+        for i in shuffle.sample(range(len(urls)), len(urls))
+    ]
     start = time.perf_counter() + 0.1
     latencies: list[float] = []
     by_url: dict[str, list[float]] = {u: [] for u in urls}
@@ -425,7 +433,7 @@ def open_loop(url: str | list[str], rate: float, seconds: float, senders: int = 
                         abandoned[0] += 1
                     continue
                 due = start + index / rate
-                target = urls[index % len(urls)]
+                target = turns[index]
                 time.sleep(max(0.0, due - time.perf_counter()))
                 try:
                     response = http.post(target, json=body)
@@ -615,7 +623,7 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
                     }
                 )
         block = _open_loop_block(rate, rounds)
-        # The targets' figure: the variants take turns request by request in one stream at the same
+        # The targets' figure: the variants take turns in one stream, in a random order, at the same
         # rate, so drift, stalls and the follow-ups' work hit them alike, and every round's
         # latencies are pooled, so a p99 rests on a thousand requests, not on a round's few worst.
         turns = {"a_prime_rows_no_publish": f"{web}{variants['a_prime_rows_no_publish']}"}
