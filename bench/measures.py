@@ -396,18 +396,14 @@ def measure_soak(stack: Stack) -> dict:
 def open_loop(url: str | list[str], rate: float, seconds: float, senders: int = 48) -> dict:
     """POST ``rate`` requests per second for ``seconds``; latency from each request's due time.
 
-    With several URLs they take turns: each run of ``len(urls)`` requests goes to every URL once,
-    in a random order (seeded), so each sees the same load, drift and stalls, and none always
-    follows the same other one (whose follow-ups its workers would be running just then):
-    ``by_url`` holds each one's latencies."""
+    With several URLs each request goes to one of them at random (seeded), independently of the
+    one before: each sees the same load, drift and stalls, and each is as likely as any other to
+    follow a request whose follow-ups the workers are running just then. ``by_url`` holds each
+    one's latencies."""
     urls = [url] if isinstance(url, str) else list(url)
     count = max(1, int(rate * seconds))
     shuffle = random.Random(14)
-    turns = [
-        urls[i]
-        for _ in range(count // len(urls) + 1)
-        for i in shuffle.sample(range(len(urls)), len(urls))
-    ]
+    turns = [shuffle.choice(urls) for _ in range(count)]
     start = time.perf_counter() + 0.1
     latencies: list[float] = []
     by_url: dict[str, list[float]] = {u: [] for u in urls}
@@ -623,7 +619,7 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
                     }
                 )
         block = _open_loop_block(rate, rounds)
-        # The targets' figure: the variants take turns in one stream, in a random order, at the same
+        # The targets' figure: the variants share one stream, each request to one at random, at the same
         # rate, so drift, stalls and the follow-ups' work hit them alike, and every round's
         # latencies are pooled, so a p99 rests on a thousand requests, not on a round's few worst.
         turns = {"a_prime_rows_no_publish": f"{web}{variants['a_prime_rows_no_publish']}"}
