@@ -630,9 +630,9 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
         for _ in range(sizes["open_loop_rounds"]):
             since = timezone.now()
             run = open_loop(list(turns.values()), rate, sizes["open_loop_turns_seconds"])
-            _follow_ups_done_since(since, "the taking-turns run")
+            _follow_ups_done_since(since, "the shared-stream run")
             taken.append({name: run["by_url"][url] for name, url in turns.items()})
-        block["taking_turns"] = _taking_turns_block(taken)
+        block["shared_stream"] = _shared_stream_block(taken)
         result["loads"][f"{int(load * 100)}%"] = block
     for process in (gunicorn, relay_gunicorn, *background):
         stack.stop(process)
@@ -669,7 +669,7 @@ def _p99_gap_interval(b: list[float], a: list[float], resamples: int = 2000) -> 
     return [round(float(low), 1), round(float(high), 1)]
 
 
-def _taking_turns_block(taken: list[dict[str, list[float]]]) -> dict:
+def _shared_stream_block(taken: list[dict[str, list[float]]]) -> dict:
     """The variants that took turns in one stream: each one's latencies pooled over the rounds, and
     b's (and the relay's) p99 over a′'s, pooled, with its bootstrap interval and per round."""
     names = list(taken[0])

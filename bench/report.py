@@ -32,13 +32,13 @@ TARGETS = [
     ("8 commit -> email p99 at 70% (ms)", lambda r: r["email_load"]["p99_ms"], "<=", 1000),
     (
         "6 open loop 50%: b p99 - a' p99 (ms)",
-        lambda r: r["open_loop"]["loads"]["50%"]["taking_turns"]["b_p99_minus_a_prime_p99_ms"],
+        lambda r: r["open_loop"]["loads"]["50%"]["shared_stream"]["b_p99_minus_a_prime_p99_ms"],
         "<=",
         10,
     ),
     (
         "6 pinned 50%: b p99 - a' p99 (ms)",
-        lambda r: r["open_loop_pinned"]["loads"]["50%"]["taking_turns"][
+        lambda r: r["open_loop_pinned"]["loads"]["50%"]["shared_stream"][
             "b_p99_minus_a_prime_p99_ms"
         ],
         "<=",
@@ -153,9 +153,9 @@ def table(results: dict) -> str:
                         f"    of which publishing after commit: p50 {timed['p50_ms']} ms,"
                         f" p99 {timed['p99_ms']} ms, mean {timed['mean_ms']} ms"
                     )
-            turns = block.get("taking_turns")
+            turns = block.get("shared_stream")
             if turns:
-                lines.append(f"  {load}, the variants taking turns in one stream, pooled rounds:")
+                lines.append(f"  {load}, the variants sharing one stream at random, pooled rounds:")
                 for name, row in turns.items():
                     if isinstance(row, dict):
                         lines.append(
@@ -335,7 +335,7 @@ def plot(results: dict, path: Path) -> None:
         colors = {"a": "#bdbdbd", "b": "#fdae6b", "relay": "#9e9ac8"}
         for key in ("open_loop", "open_loop_pinned"):
             for load, block in results.get(key, {}).get("loads", {}).items():
-                turns = block.get("taking_turns", {})
+                turns = block.get("shared_stream", {})
                 for name, row in turns.items():
                     if not isinstance(row, dict):
                         continue
@@ -355,7 +355,7 @@ def plot(results: dict, path: Path) -> None:
         axis.set_xticks([])
         axis.set_ylabel("ms")
         axis.set_title(
-            "Open loop, variants taking turns: p99 of the pooled rounds (bar), each round (dots)",
+            "Open loop, variants sharing one stream: p99 of the pooled rounds (bar), each round (dots)",
             fontsize=8,
         )
     publish = results.get("publish")
