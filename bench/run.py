@@ -83,6 +83,7 @@ def main() -> int:
                 # What is measured so far survives a run stopped later.
                 (RESULTS / "in-progress.json").write_text(json.dumps({**results, "runs": runs}))
     finally:
+        results["machine"]["postgresql_autovacuum"] = stack.autovacuum_described()
         stack.close()
     results.update(median_tree(runs))
     if args.runs > 1:

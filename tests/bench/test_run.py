@@ -1,9 +1,14 @@
 """The benchmark's repeated runs: every figure the median of the runs, each run kept."""
 
 import json
+import os
+
+import psycopg
+import pytest
 
 from bench.report import verdicts
 from bench.run import median_tree
+from tests.processes import wait_until
 
 
 def test_every_number_is_the_median_of_the_runs_and_round_lists_keep_every_run():
@@ -50,6 +55,9 @@ def test_a_measure_that_repeats_itself_runs_once_and_the_others_three_times(monk
         def close(self):
             pass
 
+        def autovacuum_described(self):
+            return "on (the server's own)"
+
     monkeypatch.setattr(run, "MEASURES", {"email_load": email_load, "per_kind": per_kind})
     monkeypatch.setattr(run, "SELF_REPEATING", {"per_kind"})
     monkeypatch.setattr(run, "Stack", NoStack)
@@ -67,3 +75,35 @@ def test_a_measure_that_repeats_itself_runs_once_and_the_others_three_times(monk
     by_measure = {row["measure"]: row for row in saved["verdicts"]}
     assert by_measure["8 commit -> email p99 at 70% (ms)"]["runs"] == [900.0, 1200.0, 1100.0]
     assert by_measure["7 invoice: follow-ups/s / bare calls/s"]["value"] == 0.2
+
+
+@pytest.mark.postgres
+@pytest.mark.once
+def test_the_autovacuum_stand_in_vacuums_a_table_past_the_servers_threshold_and_no_other():
+    """The benchmark's stand-in for autovacuum (this machine's server runs without it) applies
+    PostgreSQL's default rule: dead rows > 50 + 20 % of live rows."""
+    from bench.stack import Autovacuum
+    from tests.processes import postgres_database_drop, postgres_database_recreate
+
+    url = postgres_database_recreate(os.environ["DATABASE_URL"], "bench_autovacuum_test")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for table in ("churned", "steady"):
+                conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, n int)")
+                conn.execute(f"INSERT INTO {table} SELECT g, 0 FROM generate_series(1, 1000) g")
+            conn.execute("UPDATE churned SET n = n + 1")  # 1,000 dead rows: past 50 + 200
+            conn.execute("UPDATE steady SET n = n + 1 WHERE id <= 100")  # 100: under it
+            conn.execute("SELECT pg_stat_force_next_flush()")
+
+            def dead(table: str) -> int:
+                return conn.execute(
+                    "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = %s", [table]
+                ).fetchone()[0]
+
+            wait_until(lambda: dead("churned") >= 1000, timeout=10, message="the statistics")
+            assert Autovacuum(url).vacuum_now() == 1
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            assert wait_until(lambda: dead("churned") == 0, timeout=10, message="the vacuum")
+            assert dead("steady") == 100
+    finally:
+        postgres_database_drop(url)
