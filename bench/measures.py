@@ -619,11 +619,10 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
                     }
                 )
         block = _open_loop_block(rate, rounds)
-        # The targets' figure: the variants share one stream, each request to one at random, at the same
-        # rate, so drift, stalls and the follow-ups' work hit them alike, and every round's
-        # latencies are pooled, so a p99 rests on a thousand requests, not on a round's few worst.
-        turns = {"a_prime_rows_no_publish": f"{web}{variants['a_prime_rows_no_publish']}"}
-        turns["b_checkout"] = f"{web}{variants['b_checkout']}"
+        # The targets' figure: the variants share one stream, each request to one at random, so
+        # drift, stalls and the follow-ups' work hit them alike; every round's latencies are
+        # pooled, so a p99 rests on a thousand requests, not on a round's few worst.
+        turns = {name: f"{web}{path}" for name, path in variants.items()}
         if load == 0.5:
             turns["b_publish_left_to_the_relay"] = f"{relay_web}/api/orders/"
         taken: list[dict[str, list[float]]] = []
@@ -661,8 +660,8 @@ def _p99_gap_interval(b: list[float], a: list[float], resamples: int = 2000) -> 
     rng = numpy.random.default_rng(14)
     b_values, a_values = numpy.array(b), numpy.array(a)
     gaps = [
-        numpy.percentile(rng.choice(b_values, len(b_values)), 99)
-        - numpy.percentile(rng.choice(a_values, len(a_values)), 99)
+        numpy.percentile(rng.choice(b_values, len(b_values)), 99, method="nearest")
+        - numpy.percentile(rng.choice(a_values, len(a_values)), 99, method="nearest")
         for _ in range(resamples)
     ]
     low, high = numpy.percentile(gaps, [5, 95]) * 1000
@@ -670,22 +669,24 @@ def _p99_gap_interval(b: list[float], a: list[float], resamples: int = 2000) -> 
 
 
 def _shared_stream_block(taken: list[dict[str, list[float]]]) -> dict:
-    """The variants that took turns in one stream: each one's latencies pooled over the rounds, and
-    b's (and the relay's) p99 over a′'s, pooled, with its bootstrap interval and per round."""
+    """The variants that shared one stream: each one's latencies pooled over the rounds, and b's
+    (and the relay's) p99 over a′'s, pooled, with its bootstrap interval and per round."""
+    base = "a_prime_rows_no_publish"
     names = list(taken[0])
     pooled = {name: [v for run in taken for v in run[name]] for name in names}
     block: dict = {name: summary_ms(pooled[name]) for name in names}
-    base = pooled["a_prime_rows_no_publish"]
-    for name in names[1:]:
+    for name in names:
+        if name == base:
+            continue
         label = "b" if name == "b_checkout" else "relay"
         block[f"{label}_p99_minus_a_prime_p99_ms"] = round(
-            block[name]["p99_ms"] - block["a_prime_rows_no_publish"]["p99_ms"], 2
+            block[name]["p99_ms"] - block[base]["p99_ms"], 2
         )
         block[f"{label}_p99_minus_a_prime_p99_ms_interval_90"] = _p99_gap_interval(
-            pooled[name], base
+            pooled[name], pooled[base]
         )
         block[f"{label}_p99_minus_a_prime_p99_ms_rounds"] = [
-            round((percentile(run[name], 0.99) - percentile(run[names[0]], 0.99)) * 1000, 2)
+            round((percentile(run[name], 0.99) - percentile(run[base], 0.99)) * 1000, 2)
             for run in taken
         ]
     block["rounds_p99_ms"] = [

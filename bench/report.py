@@ -73,7 +73,9 @@ def verdicts(results: dict, runs: list[dict] | None = None) -> list[dict]:
         met = value <= target if op == "<=" else value >= target
         row = {"measure": name, "value": value, "target": f"{op} {target}", "met": met}
         if runs and len(runs) > 1:
-            row["runs"] = [value for value in (_value_in(value_of, run) for run in runs) if value]
+            row["runs"] = [
+                value for value in (_value_in(value_of, run) for run in runs) if value is not None
+            ]
         rows.append(row)
     return rows
 

@@ -107,3 +107,9 @@ def test_the_autovacuum_stand_in_vacuums_a_table_past_the_servers_threshold_and_
             assert dead("steady") == 100
     finally:
         postgres_database_drop(url)
+
+
+def test_a_run_whose_figure_is_zero_keeps_its_place_in_the_verdict():
+    runs = [{"email_load": {"p99_ms": value}} for value in (0.0, 1200.0, 1100.0)]
+    (row,) = verdicts(median_tree(runs), runs)
+    assert row["runs"] == [0.0, 1200.0, 1100.0]
