@@ -1,7 +1,9 @@
 """The relay: the process that makes the ledger and the broker agree.
 
 One relay is active at a time (a lease, like beat's); a second one waits and takes over within the
-lease when the first dies. Each tick, in bounded batches:
+lease when the first dies. A full tick runs every ``FOLLOW_UP_RELAY_INTERVAL_SECONDS``; between
+them, a wake-up from the web (PostgreSQL NOTIFY, naming the rows) publishes just those rows. Each
+full tick, in bounded batches:
 
 1. **recover** rows whose execution's lease lapsed (its worker died): back to pending;
 2. **publish** what nothing handed to the broker: pending rows never published (the web crashed
@@ -52,7 +54,7 @@ class RelayReport:
     recovered: int = 0
     republished: int = 0
     failed: int = 0
-    lag_seconds: float = 0.0
+    lag_seconds: float | None = 0.0  # None: not measured (a wake-up between full ticks)
 
 
 class Relay:
@@ -61,12 +63,40 @@ class Relay:
         # second check agrees, so a message in flight between the two counts is never duplicated.
         self.suspects: dict[str, set[int]] = {}
         self.last_lost_check = 0.0
+        self.full_tick_due_at = 0.0  # time.monotonic(): the first step is a full tick
+
+    def step(self, *, woken_ids: list[int]) -> RelayReport:
+        """A full tick when one is due (every ``FOLLOW_UP_RELAY_INTERVAL_SECONDS``), else, when
+        the web woke it, only the rows the wake-up named.
+
+        Under ``FOLLOW_UP_PUBLISH=relay`` every commit wakes the relay: a full tick per wake-up
+        would run the lapsed-lease check, the owed-rows scan and the lag query for each order.
+        """
+        if woken_ids and time.monotonic() < self.full_tick_due_at:
+            return self.publish_woken(woken_ids)
+        return self.tick(woken_ids=woken_ids)
+
+    def seconds_to_full_tick(self) -> float:
+        return max(0.0, self.full_tick_due_at - time.monotonic())
+
+    def publish_woken(self, woken_ids: list[int]) -> RelayReport:
+        """Publish the woken rows still owed, found by primary key; nothing else is scanned."""
+        report = RelayReport(lag_seconds=None)
+        owed = FollowUp.objects.filter(_owed(timezone.now(), woken_ids), pk__in=woken_ids)
+        report.published, report.failed = _publish(owed)
+        return report
 
     def tick(self, *, woken_ids: list[int] | None = None) -> RelayReport:
+        try:
+            return self._tick(woken_ids or [])
+        finally:  # the next full tick an interval after this one ended, as it failed or not
+            self.full_tick_due_at = time.monotonic() + settings.FOLLOW_UP_RELAY_INTERVAL_SECONDS
+
+    def _tick(self, woken_ids: list[int]) -> RelayReport:
         now = timezone.now()
         report = RelayReport()
         report.recovered = _recover_lapsed(now)
-        report.published, report.failed = _publish_owed(now, woken_ids or [])
+        report.published, report.failed = _publish_owed(now, woken_ids)
         due = time.monotonic() - self.last_lost_check >= settings.FOLLOW_UP_LOST_CHECK_SECONDS
         if not report.failed and due:
             self.last_lost_check = time.monotonic()
@@ -190,6 +220,7 @@ def _lag_seconds(now) -> float:
 
 
 def relay_state_record(*, holder: str, report: RelayReport) -> None:
+    measured = {} if report.lag_seconds is None else {"lag_seconds": report.lag_seconds}
     updated = RelayState.objects.filter(pk=1).update(
         holder=holder,
         ticked_at=timezone.now(),
@@ -197,7 +228,7 @@ def relay_state_record(*, holder: str, report: RelayReport) -> None:
         recovered=F("recovered") + report.recovered,
         republished=F("republished") + report.republished,
         failed=F("failed") + report.failed,
-        lag_seconds=report.lag_seconds,
+        **measured,
     )
     if not updated:
         RelayState.objects.get_or_create(pk=1)
@@ -285,7 +316,7 @@ def relay_run(*, stop: threading.Event, holder: str | None = None) -> None:
                 stop.wait(ttl / 3)
                 continue
             try:
-                report = relay.tick(woken_ids=woken)
+                report = relay.step(woken_ids=woken)
                 relay_state_record(holder=holder, report=report)
                 if report.published or report.recovered or report.republished:
                     logger.info("relay tick: %s", report)
@@ -294,7 +325,7 @@ def relay_run(*, stop: threading.Event, holder: str | None = None) -> None:
                 connection.close()
             except Exception:  # a bug must not stop the relay: log it, tick again
                 logger.exception("relay tick failed")
-            woken = wakeups.wait(settings.FOLLOW_UP_RELAY_INTERVAL_SECONDS)
+            woken = wakeups.wait(relay.seconds_to_full_tick())
     finally:
         wakeups.close()
         if holding is True:

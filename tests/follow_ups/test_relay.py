@@ -181,3 +181,75 @@ def test_a_row_of_an_undeclared_kind_is_buried_and_the_rest_are_published(
 
     assert report.published == 1 and published_ids(published_tasks) == [row.pk]
     assert FollowUp.objects.get(pk=orphan.pk).status == "dead"
+
+
+def test_a_wake_up_between_full_ticks_publishes_the_rows_it_names_and_scans_nothing(
+    make_follow_up, published_tasks, test_queue, settings, django_assert_num_queries
+):
+    """Under FOLLOW_UP_PUBLISH=relay every commit wakes the relay; a wake-up is one SELECT by
+    primary key and the UPDATE that marks what it handed over, not the full tick's scans."""
+    relay = Relay()
+    relay.step(woken_ids=[])  # the full tick that starts the interval (production: 1 s)
+    overdue, lapsed, woken = make_follow_up(), make_follow_up(), make_follow_up()
+    backdate([overdue], created=settings.FOLLOW_UP_RELAY_GRACE_SECONDS + 1)
+    services.follow_up_claim(follow_up_id=lapsed.pk)
+    FollowUp.objects.filter(pk=lapsed.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    published_tasks.clear()
+
+    with django_assert_num_queries(2):
+        report = relay.step(woken_ids=[woken.pk])
+
+    assert (report.published, report.recovered, report.lag_seconds) == (1, 0, None)
+    assert published_ids(published_tasks) == [woken.pk]
+    assert FollowUp.objects.get(pk=lapsed.pk).status == "running"  # left to the full tick
+
+
+def test_a_wake_up_once_the_interval_has_passed_is_a_full_tick(
+    make_follow_up, published_tasks, test_queue, settings
+):
+    relay = Relay()
+    relay.step(woken_ids=[])
+    assert 0 < relay.seconds_to_full_tick() <= settings.FOLLOW_UP_RELAY_INTERVAL_SECONDS
+    overdue, woken = make_follow_up(), make_follow_up()
+    backdate([overdue], created=settings.FOLLOW_UP_RELAY_GRACE_SECONDS + 1)
+    relay.full_tick_due_at = 0.0  # as once FOLLOW_UP_RELAY_INTERVAL_SECONDS has passed
+
+    report = relay.step(woken_ids=[woken.pk])
+
+    assert report.published == 2 and report.lag_seconds is not None
+    assert published_ids(published_tasks) == sorted([overdue.pk, woken.pk])
+
+
+def test_a_wake_up_never_publishes_a_row_already_handed_over_or_taken(
+    make_follow_up, published_tasks, test_queue
+):
+    relay = Relay()
+    relay.step(woken_ids=[])
+    handed_over, taken = make_follow_up(), make_follow_up()
+    services.follow_ups_mark_published([handed_over.pk])
+    services.follow_up_claim(follow_up_id=taken.pk)
+    published_tasks.clear()
+
+    report = relay.step(woken_ids=[handed_over.pk, taken.pk])
+
+    assert report.published == 0 and published_tasks == []
+
+
+def test_a_wake_up_leaves_the_recorded_lag_as_the_last_full_tick_measured_it(
+    make_follow_up, test_queue, settings
+):
+    from follow_ups.selectors import relay_state_get
+
+    relay = Relay()
+    behind = make_follow_up()
+    backdate([behind], created=settings.FOLLOW_UP_RELAY_GRACE_SECONDS - 2)  # owed, not yet due
+    relay_state_record(holder="relay-a", report=relay.step(woken_ids=[]))
+    lag = relay_state_get().lag_seconds
+    assert lag >= settings.FOLLOW_UP_RELAY_GRACE_SECONDS - 2
+
+    relay_state_record(holder="relay-a", report=relay.step(woken_ids=[make_follow_up().pk]))
+
+    state = relay_state_get()
+    assert (state.published, state.lag_seconds) == (1, lag)
