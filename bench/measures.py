@@ -554,13 +554,20 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
     variants = {"a_prime_rows_no_publish": "/bench/orders/rows/", "b_checkout": "/api/orders/"}
     gunicorn, web = stack.gunicorn(env={"BENCH_PUBLISH_TIMES": "1"})
     relay_gunicorn, relay_web = stack.gunicorn(env={"FOLLOW_UP_PUBLISH": "relay"})
+    # A design measured, not shipped: the three messages, then one wait for their confirms.
+    batch_gunicorn, batch_web = stack.gunicorn(env={"BENCH_PUBLISH_DESIGN": "one_confirm_wait"})
+    at_half_load = {  # the designs set against b at 50 % only: (their gunicorn, its URL)
+        "b_publish_left_to_the_relay": (relay_gunicorn, relay_web),
+        "b_one_confirm_wait": (batch_gunicorn, batch_web),
+    }
     publish_times = Path(stack.env["VAR_DIR"])
     if pinned:
-        _pin([gunicorn, relay_gunicorn], {0})
+        _pin([gunicorn, relay_gunicorn, batch_gunicorn], {0})
         _pin(background, {1})
     for url in (*variants.values(), "/bench/orders/bare/"):
         http_load(f"{web}{url}", CLIENTS * 2)
-    http_load(f"{relay_web}/api/orders/", CLIENTS * 2)
+    for _, base in at_half_load.values():
+        http_load(f"{base}/api/orders/", CLIENTS * 2)
     # Capacity: the bare insert, closed loop, as many clients as it takes to saturate the box.
     began = time.perf_counter()
     done = len(http_load(f"{web}/bench/orders/bare/", sizes["capacity_requests"]))
@@ -577,15 +584,11 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
     }
     for load in (0.5, 0.8):
         rate = capacity * load
-        names = [*variants, *(["b_publish_left_to_the_relay"] if load == 0.5 else [])]
+        names = [*variants, *(at_half_load if load == 0.5 else [])]
         rounds: dict[str, list[dict]] = {name: [] for name in names}
         for _ in range(sizes["open_loop_rounds"]):  # interleaved, so drift hits every variant
             for name in names:
-                base, server = (
-                    (relay_web, relay_gunicorn)
-                    if name == "b_publish_left_to_the_relay"
-                    else (web, gunicorn)
-                )
+                server, base = at_half_load.get(name, (gunicorn, web))
                 path = variants.get(name, "/api/orders/")
                 since = timezone.now()
                 for stale in publish_times.glob("publish-seconds-*.txt"):
@@ -624,7 +627,7 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
         # pooled, so a p99 rests on a thousand requests, not on a round's few worst.
         turns = {name: f"{web}{path}" for name, path in variants.items()}
         if load == 0.5:
-            turns["b_publish_left_to_the_relay"] = f"{relay_web}/api/orders/"
+            turns.update({name: f"{base}/api/orders/" for name, (_, base) in at_half_load.items()})
         taken: list[dict[str, list[float]]] = []
         for _ in range(sizes["open_loop_rounds"]):
             since = timezone.now()
@@ -633,7 +636,7 @@ def measure_checkout_open_loop(stack: Stack, *, pinned: bool = False) -> dict:
             taken.append({name: run["by_url"][url] for name, url in turns.items()})
         block["shared_stream"] = _shared_stream_block(taken)
         result["loads"][f"{int(load * 100)}%"] = block
-    for process in (gunicorn, relay_gunicorn, *background):
+    for process in (gunicorn, relay_gunicorn, batch_gunicorn, *background):
         stack.stop(process)
     stack.purge()
     return result
@@ -650,6 +653,14 @@ def _follow_ups_done_since(since, what: str) -> None:
         interval=0.5,
         message=f"the follow-ups of {what}",
     )
+
+
+# How each variant's p99 over a′'s is named in the results.
+GAP_LABELS = {
+    "b_checkout": "b",
+    "b_publish_left_to_the_relay": "relay",
+    "b_one_confirm_wait": "one_confirm_wait",
+}
 
 
 def _p99_gap_interval(b: list[float], a: list[float], resamples: int = 2000) -> list[float]:
@@ -678,7 +689,7 @@ def _shared_stream_block(taken: list[dict[str, list[float]]]) -> dict:
     for name in names:
         if name == base:
             continue
-        label = "b" if name == "b_checkout" else "relay"
+        label = GAP_LABELS[name]
         block[f"{label}_p99_minus_a_prime_p99_ms"] = round(
             block[name]["p99_ms"] - block[base]["p99_ms"], 2
         )
@@ -730,11 +741,18 @@ def _open_loop_block(rate: float, rounds: dict[str, list[dict]]) -> dict:
     block["b_p99_minus_a_prime_p99_ms_rounds"] = [round(v, 2) for v in gaps]
     block["publish_web_cpu_ms_per_order"] = round(statistics.median(web), 2)
     block["publish_web_cpu_ms_per_order_rounds"] = [round(v, 2) for v in web]
-    if "b_publish_left_to_the_relay" in rounds:
-        relay = rounds["b_publish_left_to_the_relay"]
-        block["relay_p99_minus_a_prime_p99_ms"] = round(
+    for name in rounds.keys() & {"b_publish_left_to_the_relay", "b_one_confirm_wait"}:
+        label = GAP_LABELS[name]
+        block[f"{label}_p99_minus_a_prime_p99_ms"] = round(
             statistics.median(
-                r["p99_ms"] - a["p99_ms"] for r, (_, a) in zip(relay, pairs, strict=True)
+                r["p99_ms"] - a["p99_ms"] for r, (_, a) in zip(rounds[name], pairs, strict=True)
+            ),
+            2,
+        )
+        block[f"{label}_web_cpu_ms_per_order_over_a_prime"] = round(
+            statistics.median(
+                r["cpu_ms_per_order"]["web"] - a["cpu_ms_per_order"]["web"]
+                for r, (_, a) in zip(rounds[name], pairs, strict=True)
             ),
             2,
         )

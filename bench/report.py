@@ -5,6 +5,7 @@ import os
 import platform
 from pathlib import Path
 
+from bench.measures import GAP_LABELS
 from bench.stack import CLIENTS
 
 TARGETS = [
@@ -163,7 +164,7 @@ def table(results: dict) -> str:
                         lines.append(
                             f"    {name:<38}{row['n']:>6}{row['p50_ms']:>8}{row['p99_ms']:>8}"
                         )
-                for label in ("b", "relay"):
+                for label in GAP_LABELS.values():
                     if f"{label}_p99_minus_a_prime_p99_ms" in turns:
                         low, high = turns[f"{label}_p99_minus_a_prime_p99_ms_interval_90"]
                         lines.append(
@@ -334,14 +335,14 @@ def plot(results: dict, path: Path) -> None:
     if results.get("open_loop") or results.get("open_loop_pinned"):
         axis = axes[3][0]
         x = 0
-        colors = {"a": "#bdbdbd", "b": "#fdae6b", "relay": "#9e9ac8"}
+        colors = {"a": "#bdbdbd", "b": "#fdae6b", "relay": "#9e9ac8", "one_confirm_wait": "#74c476"}
         for key in ("open_loop", "open_loop_pinned"):
             for load, block in results.get(key, {}).get("loads", {}).items():
                 turns = block.get("shared_stream", {})
                 for name, row in turns.items():
                     if not isinstance(row, dict):
                         continue
-                    label = "relay" if "relay" in name else name.split("_")[0]
+                    label = GAP_LABELS.get(name, "a")
                     axis.bar(x, row["p99_ms"], 0.6, color=colors[label])
                     rounds = [r[name] for r in turns.get("rounds_p99_ms", []) if name in r]
                     axis.plot([x] * len(rounds), rounds, "ko")  # every round
