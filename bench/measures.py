@@ -9,7 +9,9 @@
 5. soak: worker memory (RSS) over many follow-ups of all three kinds, child recycling off so a
    leak would show.
 6. checkout latency open-loop (a fixed arrival rate), with CPU per order per tier; and the same
-   with the web and the workers pinned to a vCPU each (``open_loop_pinned``).
+   with the web and the workers pinned to a vCPU each (``open_loop_pinned``). Against a′ (nothing
+   published): b, the default; at 50 %, b with publishing left to the relay, and b publishing with
+   one confirm wait for the order's messages (a design the shop does not ship; bench/api.py).
 7. per follow-up kind: follow-ups/s against the same provider calls made bare, same concurrency.
 8. commit -> email accepted at 70 % of the emails' capacity.
 9. the relay re-publishing a backlog left by a broker outage: follow-ups per second.
