@@ -12,6 +12,10 @@ what it does to the benchmark's end-to-end figures (``make bench``).
 - ``email``: a whole ``email_send`` to a local SMTP server, on the connection this thread keeps
   against a new SMTP session per email; and the statements it sends to the database.
 - ``invoice``: ``invoice_pdf`` with the styles built once per process against built per invoice.
+- ``relay_wake``: the relay woken for one order's three rows (as every commit wakes it under
+  ``FOLLOW_UP_PUBLISH=relay``): publishing just those rows (``Relay.publish_woken``) against the
+  full tick each wake-up ran before (lapsed-lease check, owed-rows scan, lag query). Needs
+  ``CELERY_BROKER_URL``: both publish for real.
 
 It uses the database of ``DATABASE_URL`` (migrated first) and removes the rows it writes.
 """
@@ -198,11 +202,38 @@ def measure_invoice(rounds: int) -> None:
     print_timings(timings)
 
 
+def measure_relay_wake(rounds: int) -> None:
+    from celery import current_app
+
+    from follow_ups.relay import Relay
+
+    settings.FOLLOW_UP_LOST_CHECK_SECONDS = 10**9  # every 5 s either way: not a per-wake cost
+    relay = Relay()
+    relay.tick()  # what is owed already, out of the way
+    woken = [follow_ups_make(3) for _ in range(rounds)]
+    former = [follow_ups_make(3) for _ in range(rounds)]
+    timings = medians(
+        {
+            "publish the woken rows (Relay.publish_woken)": lambda n: relay.publish_woken(woken[n]),
+            "a full tick per wake-up (before)": lambda n: relay.tick(woken_ids=former[n]),
+        },
+        rounds,
+    )
+    (spare,) = [follow_ups_make(3)]
+    print(f"relay_wake: statements per wake-up {statements_of(lambda: relay.publish_woken(spare))}")
+    (spare,) = [follow_ups_make(3)]
+    print(f"  and per full tick {statements_of(lambda: relay.tick(woken_ids=spare))}")
+    print_timings(timings)
+    with current_app.connection_for_write() as conn:  # the messages nothing will consume
+        conn.default_channel.queue_purge("critical")
+
+
 COSTS = {
     "claim": (measure_claim, 1000),
     "job_log": (measure_job_log, 1000),
     "email": (measure_email, 300),
     "invoice": (measure_invoice, 100),
+    "relay_wake": (measure_relay_wake, 300),
 }
 
 

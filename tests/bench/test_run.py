@@ -113,3 +113,23 @@ def test_a_run_whose_figure_is_zero_keeps_its_place_in_the_verdict():
     runs = [{"email_load": {"p99_ms": value}} for value in (0.0, 1200.0, 1100.0)]
     (row,) = verdicts(median_tree(runs), runs)
     assert row["runs"] == [0.0, 1200.0, 1100.0]
+
+
+def _open_loop_gap(value: float, interval: list[float]) -> dict:
+    shared = {
+        "b_p99_minus_a_prime_p99_ms": value,
+        "b_p99_minus_a_prime_p99_ms_interval_90": interval,
+    }
+    return {"open_loop": {"loads": {"50%": {"shared_stream": shared}}}}
+
+
+def test_a_p99_gap_is_judged_on_its_interval_not_its_point():
+    """A gap the run cannot tell from noise is neither met nor missed."""
+    straddles, above, below = (
+        verdicts(_open_loop_gap(-6.9, [-248.5, 180.9])),
+        verdicts(_open_loop_gap(51.8, [9.8, 110.8])),
+        verdicts(_open_loop_gap(3.0, [-2.0, 8.0])),
+    )
+    assert [row["met"] for row in (*straddles, *above, *below)] == [None, None, True]
+    assert verdicts(_open_loop_gap(85.1, [30.0, 96.3]))[0]["met"] is False
+    assert straddles[0]["interval_90"] == [-248.5, 180.9]
