@@ -13,7 +13,8 @@
    published): b, the default; at 50 %, b with publishing left to the relay, and b publishing with
    one confirm wait for the order's messages (a design the shop does not ship; bench/api.py).
 7. per follow-up kind: follow-ups/s against the same provider calls made bare, same concurrency.
-8. commit -> email accepted at 70 % of the emails' capacity.
+8. commit -> email accepted at 70 % of the emails' capacity, by publishing design (the default,
+   the relay, one message per order fanned out by a worker: bench/tasks.py, not shipped).
 9. the relay re-publishing a backlog left by a broker outage: follow-ups per second.
 10. what handing an order's three follow-ups to the broker costs the web, by publishing design
     (bench/publish.py; also ``python -m bench.publish`` alone).
@@ -894,9 +895,14 @@ def measure_email_under_load(stack: Stack) -> dict:
     span = emails.aggregate(first=Min("started_at"), last=Max("finished_at"))
     capacity = len(backlog) / (span["last"] - span["first"]).total_seconds()
     rate = capacity * 0.7
-    # The two publishing designs take turns, order by order, under the same load: publish after
-    # commit (the default), or leave it to the relay woken by the commit (FOLLOW_UP_PUBLISH=relay).
-    designs = ("commit", "relay")
+    # The publishing designs take turns, order by order, under the same load: publish after
+    # commit (the default), leave it to the relay woken by the commit (FOLLOW_UP_PUBLISH=relay),
+    # or one message per order that a worker fans out (bench/tasks.py; not shipped).
+    from bench.tasks import fan_out_after_commit
+    from follow_ups import services as follow_up_services
+
+    default_publish = follow_up_services.follow_ups_publish_after_commit
+    designs = ("commit", "relay", "fan_out")
     committed: dict[str, tuple[str, float]] = {}
     began = time.time()
     number = 0
@@ -904,8 +910,11 @@ def measure_email_under_load(stack: Stack) -> dict:
         while time.time() - began < stack.sizes["email_load_seconds"]:
             due = began + number / rate
             time.sleep(max(0.0, due - time.time()))
-            design = designs[number % 2]
-            settings.FOLLOW_UP_PUBLISH = design
+            design = designs[number % len(designs)]
+            settings.FOLLOW_UP_PUBLISH = "relay" if design == "relay" else "commit"
+            follow_up_services.follow_ups_publish_after_commit = (
+                fan_out_after_commit if design == "fan_out" else default_publish
+            )
             stamp: list[float] = []
             with transaction.atomic():
                 # Registered first, so it runs first after COMMIT, before the publishes.
@@ -915,6 +924,7 @@ def measure_email_under_load(stack: Stack) -> dict:
             number += 1
     finally:
         settings.FOLLOW_UP_PUBLISH = "commit"
+        follow_up_services.follow_ups_publish_after_commit = default_publish
     late = time.time()
     wait_until(
         lambda: all(stack.smtp.accepted_at(subject) for subject in committed),
@@ -945,6 +955,7 @@ def measure_email_under_load(stack: Stack) -> dict:
         "by_design": {
             "publish_after_commit": summary_ms(latencies["commit"]),
             "relay_woken_by_the_commit": summary_ms(latencies["relay"]),
+            "one_message_fanned_out_by_a_worker": summary_ms(latencies["fan_out"]),
         },
     }
 

@@ -344,14 +344,15 @@ def plot(results: dict, path: Path) -> None:
     catch_up, load = results.get("catch_up"), results.get("email_load")
     if load:
         by_design = load.get("by_design") or {"publish_after_commit": load}
+        width = 0.8 / len(by_design)
         for offset, (design, row) in enumerate(by_design.items()):
             axes[2][1].bar(
-                [i + offset * 0.4 for i in range(3)],
+                [i + offset * width for i in range(3)],
                 [row["p50_ms"], row["p95_ms"], row["p99_ms"]],
-                0.4,
+                width,
                 label=design.replace("_", " "),
             )
-        axes[2][1].set_xticks([i + 0.2 for i in range(3)], ["p50", "p95", "p99"])
+        axes[2][1].set_xticks([i + 0.4 - width / 2 for i in range(3)], ["p50", "p95", "p99"])
         axes[2][1].axhline(1000, color="r", linestyle="--", label="target p99 1 s")
         axes[2][1].set_ylabel("ms")
         axes[2][1].set_title(

@@ -1,4 +1,5 @@
-"""Benchmark settings: the production settings, plus the bench-only URLs and no-op task.
+"""Benchmark settings: the production settings, plus the bench-only URLs and the fan-out task of
+a publishing design measure 8 compares (bench/tasks.py).
 
 Durable as in production: PostgreSQL, RabbitMQ quorum queues, publisher confirms, persistent
 messages, acks late, prefetch 1. Only the URLconf and one installed app differ.
