@@ -104,14 +104,7 @@ def _publish_one_confirm_wait(follow_ups) -> None:
             if batch is None:
                 batch = _batches.batch = ConfirmBatch(current_app)
             for follow_up in follow_ups:
-                current_app.send_task(
-                    follow_up_services.RUN_TASK_NAME,
-                    args=[follow_up.pk],
-                    queue=registry.kind_get(follow_up.kind).queue,
-                    producer=batch.producer,
-                    argsrepr=f"[{follow_up.pk}] {follow_up.kind} {follow_up.label}",
-                )
-                batch.published += 1
+                batch.send(follow_up, registry.kind_get(follow_up.kind).queue)
             batch.wait()
         except Exception:  # any failure (py-amqp's own errors too): the relay publishes them
             logger.warning("one-confirm-wait publish failed; left to the relay", exc_info=True)

@@ -219,9 +219,9 @@ def measure_relay_wake(rounds: int) -> None:
         },
         rounds,
     )
-    (spare,) = [follow_ups_make(3)]
+    spare = follow_ups_make(3)
     print(f"relay_wake: statements per wake-up {statements_of(lambda: relay.publish_woken(spare))}")
-    (spare,) = [follow_ups_make(3)]
+    spare = follow_ups_make(3)
     print(f"  and per full tick {statements_of(lambda: relay.tick(woken_ids=spare))}")
     print_timings(timings)
     with current_app.connection_for_write() as conn:  # the messages nothing will consume

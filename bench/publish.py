@@ -65,6 +65,7 @@ class ConfirmBatch:
     def __init__(self, app):
         from kombu import Producer
 
+        self.app = app
         self.connection = app.connection_for_write()
         self.connection.ensure_connection(max_retries=3)
         self.channel = self.connection.channel()
@@ -76,6 +77,19 @@ class ConfirmBatch:
         self.producer = Producer(self.channel)
         self.published = 0
         self.confirmed = 0
+
+    def send(self, follow_up, queue: str) -> None:
+        """Publish the follow-up's message as ``follow_up_send`` does, without waiting."""
+        from follow_ups.services import RUN_TASK_NAME
+
+        self.app.send_task(
+            RUN_TASK_NAME,
+            args=[follow_up.pk],
+            queue=queue,
+            producer=self.producer,
+            argsrepr=f"[{follow_up.pk}] {follow_up.kind} {follow_up.label}",
+        )
+        self.published += 1
 
     def wait(self, timeout: float = 5.0) -> None:
         from amqp import spec
@@ -103,7 +117,7 @@ def measure(rounds: int) -> dict:
     from django.db import connection
 
     from follow_ups.models import FollowUp
-    from follow_ups.services import RELAY_CHANNEL, RUN_TASK_NAME, follow_up_send
+    from follow_ups.services import RELAY_CHANNEL, follow_up_send
 
     kinds = [
         ("confirmation_email", "critical"),
@@ -121,14 +135,7 @@ def measure(rounds: int) -> dict:
 
     def three_one_confirm_wait():
         for row, (_, queue) in zip(rows, kinds, strict=True):
-            current_app.send_task(
-                RUN_TASK_NAME,
-                args=[row.pk],
-                queue=queue,
-                producer=batch.producer,
-                argsrepr=f"[{row.pk}] {row.kind} {row.label}",
-            )
-            batch.published += 1
+            batch.send(row, queue)
         batch.wait()
 
     def one_message():

@@ -10,8 +10,8 @@ A fan-out message that is lost leaves its rows to the relay, after its grace.
 from celery import current_app, shared_task
 from django.db import transaction
 
-from follow_ups import services
 from follow_ups.models import FollowUp
+from follow_ups.relay import _publish
 
 FAN_OUT_TASK = "bench.follow_ups_fan_out"
 FAN_OUT_QUEUE = "critical"  # the confirmation email's queue: the effect a shopper waits for
@@ -19,15 +19,14 @@ FAN_OUT_QUEUE = "critical"  # the confirmation email's queue: the effect a shopp
 
 @shared_task(name=FAN_OUT_TASK, ignore_result=True)
 def follow_ups_fan_out(follow_up_ids: list[int]) -> int:
-    rows = FollowUp.objects.filter(
-        pk__in=follow_up_ids, status=FollowUp.Status.PENDING, published_at__isnull=True
-    ).only("pk", "kind", "label")
-    handed_over = []
-    for row in rows:
-        services.follow_up_send(row)
-        handed_over.append(row.pk)
-    services.follow_ups_mark_published(handed_over)
-    return len(handed_over)
+    """Publish the rows not yet handed over, over one connection, and mark them: as the relay
+    does (``follow_ups.relay._publish``)."""
+    published, _ = _publish(
+        FollowUp.objects.filter(
+            pk__in=follow_up_ids, status=FollowUp.Status.PENDING, published_at__isnull=True
+        )
+    )
+    return published
 
 
 def fan_out_after_commit(follow_ups) -> None:
