@@ -111,7 +111,7 @@ def _publish_one_confirm_wait(follow_ups) -> None:
             _batches.batch = None
             follow_up_services.relay_wake(follow_up_ids=[f.pk for f in follow_ups])
         else:
-            follow_up_services.follow_ups_mark_published([f.pk for f in follow_ups])
+            follow_up_services.follow_ups_mark_published(follow_ups)
 
     transaction.on_commit(publish, robust=True)
 

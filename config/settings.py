@@ -200,10 +200,45 @@ FOLLOW_UP_LOST_AFTER_SECONDS = float(os.environ.get("FOLLOW_UP_LOST_AFTER_SECOND
 FOLLOW_UP_LOST_CHECK_SECONDS = float(os.environ.get("FOLLOW_UP_LOST_CHECK_SECONDS", "5"))
 # After a failed publish, a web process leaves publishing to the relay for this long.
 FOLLOW_UP_PUBLISH_PAUSE_SECONDS = float(os.environ.get("FOLLOW_UP_PUBLISH_PAUSE_SECONDS", "5"))
-# Retries: exponential backoff with full jitter, base * 2**attempt capped, at most this many attempts.
-FOLLOW_UP_MAX_ATTEMPTS = int(os.environ.get("FOLLOW_UP_MAX_ATTEMPTS", "8"))
+# Retries: exponential backoff with full jitter (base * 2**attempt, capped), for as long as the
+# kind's deadline in time: FOLLOW_UP_RETRY_FOR_HOURS (3 days, as Stripe retries webhooks), or per
+# kind, FOLLOW_UP_RETRY_FOR_HOURS_BY_KIND ("warehouse_sync=24,confirmation_email=72").
 FOLLOW_UP_RETRY_BASE_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_BASE_SECONDS", "2"))
 FOLLOW_UP_RETRY_CAP_SECONDS = float(os.environ.get("FOLLOW_UP_RETRY_CAP_SECONDS", "300"))
+FOLLOW_UP_RETRY_FOR_HOURS = float(os.environ.get("FOLLOW_UP_RETRY_FOR_HOURS", "72"))
+
+
+def _hours_by_kind(name: str) -> dict[str, float]:
+    hours = {}
+    for item in filter(None, (part.strip() for part in os.environ.get(name, "").split(","))):
+        kind, _, value = item.partition("=")
+        try:
+            hours[kind.strip()] = float(value)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f'{name} must read "kind=hours,kind=hours"; {item!r} is not that.'
+            ) from None
+    return hours
+
+
+FOLLOW_UP_RETRY_FOR_HOURS_BY_KIND = _hours_by_kind("FOLLOW_UP_RETRY_FOR_HOURS_BY_KIND")
+# A start that never records an outcome (the worker killed, the time limit) is a crash; a row that
+# crashed this many times is a poison message and is buried, whatever its deadline.
+FOLLOW_UP_MAX_CRASHES = int(os.environ.get("FOLLOW_UP_MAX_CRASHES", "5"))
+# A provider's circuit breaker (follow_ups/breakers.py), shared by every worker through the
+# database: it opens after this many consecutive transient failures; its follow-ups then wait,
+# and one probe tests the provider every FOLLOW_UP_BREAKER_OPEN_SECONDS. When a probe succeeds
+# the waiting ones are released, FOLLOW_UP_BREAKER_RELEASE_PER_SECOND at most.
+FOLLOW_UP_BREAKER_THRESHOLD = int(os.environ.get("FOLLOW_UP_BREAKER_THRESHOLD", "5"))
+FOLLOW_UP_BREAKER_OPEN_SECONDS = float(os.environ.get("FOLLOW_UP_BREAKER_OPEN_SECONDS", "30"))
+FOLLOW_UP_BREAKER_RELEASE_PER_SECOND = float(
+    os.environ.get("FOLLOW_UP_BREAKER_RELEASE_PER_SECOND", "20")
+)
+# How long a worker trusts what it last read of a closed breaker (a read costs one SELECT).
+FOLLOW_UP_BREAKER_CACHE_SECONDS = float(os.environ.get("FOLLOW_UP_BREAKER_CACHE_SECONDS", "1"))
+# The database's clock is read this often and carried forward on the monotonic clock between reads
+# (scheduling/clock.py).
+CLOCK_SAMPLE_SECONDS = float(os.environ.get("CLOCK_SAMPLE_SECONDS", "60"))
 # A provider's Retry-After (or an email's resend hold) is honoured up to this long.
 FOLLOW_UP_RETRY_AFTER_MAX_SECONDS = float(
     os.environ.get("FOLLOW_UP_RETRY_AFTER_MAX_SECONDS", "3600")

@@ -18,7 +18,7 @@ from django.utils import timezone
 from follow_ups.models import DeadLetterNotice, FollowUp
 from follow_ups.registry import Kind, register
 from follow_ups.services import NewFollowUp, follow_ups_create
-from notifications.services import EmailTemporaryFailure, email_send, staff_recipients
+from notifications.services import EMAIL_DELIVERY_TRAITS, email_send, staff_recipients
 
 DIGEST_EMAIL = "dead_letter_digest_email"
 
@@ -112,6 +112,6 @@ def register_kind() -> None:
             label="Dead-letter digest email",
             queue="default",
             perform=dead_letter_digest_email_send,
-            transient=(EmailTemporaryFailure,),
+            **EMAIL_DELIVERY_TRAITS,
         )
     )

@@ -98,7 +98,7 @@ def connect() -> None:
             label="Dead message",
             queue="default",
             perform=dead_message_publish,
-            max_attempts=1,
+            max_crashes=1,
         )
     )
     task_unknown.connect(_on_unknown_task, weak=False, dispatch_uid="follow-ups-unknown-task")

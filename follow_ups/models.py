@@ -16,6 +16,8 @@ class FollowUp(models.Model):
         PENDING = "pending"
         RUNNING = "running"
         RETRYING = "retrying"
+        # Its provider's breaker is open: it waits, spending no attempt, until a probe succeeds.
+        WAITING = "waiting"
         SUCCEEDED = "succeeded"
         DEAD = "dead"
 
@@ -28,6 +30,12 @@ class FollowUp(models.Model):
     payload = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)  # every start counts, finished or not
+    # Starts that never recorded an outcome (the worker died, the time limit struck): a poison
+    # follow-up is buried after FOLLOW_UP_MAX_CRASHES of them, whatever its deadline.
+    crashes = models.PositiveIntegerField(default=0)
+    # Since when it has been retrying or waiting for its provider (its first transient failure, or
+    # its first wait): the kind's deadline counts from here; cleared when it succeeds or is replayed.
+    retrying_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # The last transition. The engine's transitions are conditional UPDATEs, which auto_now never
     # sees: each sets it. Lease renewals (a heartbeat) leave it.
@@ -61,6 +69,34 @@ class FollowUp(models.Model):
             return kind_get(self.kind).label
         except UnknownKind:
             return self.kind
+
+
+class Breaker(models.Model):
+    """A provider's circuit breaker, shared by every worker on every host (one row a provider).
+
+    Closed: follow-ups run; ``failures`` counts consecutive transient failures. Open: its
+    follow-ups wait (``FollowUp.Status.WAITING``) until ``probe_at``. Half-open: one follow-up,
+    ``probe_follow_up_id``, tests the provider; its success closes the breaker, its failure
+    opens it again.
+    """
+
+    class State(models.TextChoices):
+        CLOSED = "closed"
+        OPEN = "open"
+        HALF_OPEN = "half_open", "half-open"
+
+    provider = models.CharField(max_length=64, primary_key=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CLOSED)
+    failures = models.PositiveIntegerField(default=0)
+    opened_at = models.DateTimeField(null=True, blank=True)  # since when it is not closed
+    probe_at = models.DateTimeField(null=True, blank=True)  # no probe before this
+    probe_follow_up_id = models.BigIntegerField(null=True, blank=True)
+    probe_expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.get_state_display()}"
 
 
 class DeadLetterNotice(models.Model):

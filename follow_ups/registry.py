@@ -7,6 +7,7 @@ effect, retry what is transient and stop after the attempt limit.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 
@@ -20,11 +21,29 @@ class Kind:
     # ``transient`` to be retried later, anything else to become a dead letter at once.
     perform: Callable[..., dict]
     transient: tuple[type[BaseException], ...] = ()
-    max_attempts: int | None = None  # None: settings.FOLLOW_UP_MAX_ATTEMPTS
+    # The outside system it calls ("smtp", "warehouse"): its circuit breaker is shared by every
+    # kind that names it. None: no breaker.
+    provider: str | None = None
+    # Transient failures that say nothing about the provider's health (an email held as unknown):
+    # retried, but not counted by the breaker.
+    breaker_ignores: tuple[type[BaseException], ...] = ()
+    # How long transient failures are retried before the row is a dead letter. None: the setting
+    # (FOLLOW_UP_RETRY_FOR_HOURS_BY_KIND for this kind, else FOLLOW_UP_RETRY_FOR_HOURS).
+    retry_for: timedelta | None = None
+    max_crashes: int | None = None  # None: settings.FOLLOW_UP_MAX_CRASHES
 
     @property
-    def attempt_limit(self) -> int:
-        return self.max_attempts or settings.FOLLOW_UP_MAX_ATTEMPTS
+    def deadline(self) -> timedelta:
+        """Transient failures are retried for this long, counted from the first one."""
+        hours = settings.FOLLOW_UP_RETRY_FOR_HOURS_BY_KIND.get(self.name)
+        if hours is not None:
+            return timedelta(hours=hours)
+        return self.retry_for or timedelta(hours=settings.FOLLOW_UP_RETRY_FOR_HOURS)
+
+    @property
+    def crash_limit(self) -> int:
+        """Starts that never recorded an outcome before the row is buried as poison."""
+        return self.max_crashes or settings.FOLLOW_UP_MAX_CRASHES
 
 
 _kinds: dict[str, Kind] = {}

@@ -10,7 +10,9 @@ full tick, in bounded batches:
    between commit and publish, or the broker was down; the web wakes the relay by NOTIFY on
    PostgreSQL so these go at once, else after ``FOLLOW_UP_RELAY_GRACE_SECONDS``), and retries that
    fell due, each retry once per due time;
-3. **repair** what the broker lost: per queue, when fewer messages wait in the queue than rows the
+3. **tend the breakers** (``follow_ups.breakers``): release what waited for a provider that
+   answered again, at a bounded rate, and wake one waiting row as the probe of an open breaker;
+4. **repair** what the broker lost: per queue, when fewer messages wait in the queue than rows the
    ledger says were handed over and not yet started (minus those workers say they hold), the
    difference was lost (a broker restarted empty). Those rows, if still unaccounted for at the next
    check, are published again. A long backlog is all in the queue, so it is never re-published.
@@ -34,10 +36,10 @@ from celery import current_app
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import F, Min, Q
-from django.utils import timezone
 
-from follow_ups import broker, registry, services
+from follow_ups import breakers, broker, registry, services
 from follow_ups.models import FollowUp, RelayState
+from scheduling import clock
 from scheduling.services import lease_acquire, lease_release
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class RelayReport:
     republished: int = 0
     failed: int = 0
     lag_seconds: float | None = 0.0  # None: not measured (a wake-up between full ticks)
+    released: int = 0  # waited for a provider that answered again
 
 
 class Relay:
@@ -64,6 +67,7 @@ class Relay:
         self.suspects: dict[str, set[int]] = {}
         self.last_lost_check = 0.0
         self.full_tick_due_at = 0.0  # time.monotonic(): the first step is a full tick
+        self.last_tick_at = time.monotonic()
 
     def step(self, *, woken_ids: list[int]) -> RelayReport:
         """A full tick when one is due (every ``FOLLOW_UP_RELAY_INTERVAL_SECONDS``), else, when
@@ -82,7 +86,7 @@ class Relay:
     def publish_woken(self, woken_ids: list[int]) -> RelayReport:
         """Publish the woken rows still owed, found by primary key; nothing else is scanned."""
         report = RelayReport(lag_seconds=None)
-        owed = FollowUp.objects.filter(_owed(timezone.now(), woken_ids), pk__in=woken_ids)
+        owed = FollowUp.objects.filter(_owed(clock.now(), woken_ids), pk__in=woken_ids)
         report.published, report.failed = _publish(owed)
         return report
 
@@ -93,15 +97,17 @@ class Relay:
             self.full_tick_due_at = time.monotonic() + settings.FOLLOW_UP_RELAY_INTERVAL_SECONDS
 
     def _tick(self, woken_ids: list[int]) -> RelayReport:
-        now = timezone.now()
+        now = clock.now()
         report = RelayReport()
         report.recovered = _recover_lapsed(now)
+        elapsed, self.last_tick_at = time.monotonic() - self.last_tick_at, time.monotonic()
+        report.released = breakers.breakers_tend(elapsed_seconds=elapsed).released
         report.published, report.failed = _publish_owed(now, woken_ids)
         due = time.monotonic() - self.last_lost_check >= settings.FOLLOW_UP_LOST_CHECK_SECONDS
         if not report.failed and due:
             self.last_lost_check = time.monotonic()
             report.republished = self._republish_lost(now)
-        report.lag_seconds = _lag_seconds(timezone.now())
+        report.lag_seconds = _lag_seconds(clock.now())
         return report
 
     def _republish_lost(self, now) -> int:
@@ -147,10 +153,11 @@ class Relay:
 
 
 def _recover_lapsed(now) -> int:
-    """Rows whose execution stopped renewing its lease: the worker is gone. Back to pending (the
-    attempt stays counted); the next claim of a row whose limit is spent buries it."""
+    """Rows whose execution stopped renewing its lease: the worker is gone. Back to pending, one
+    crash counted; the next claim of a row whose crash limit is spent buries it."""
     return FollowUp.objects.filter(status=FollowUp.Status.RUNNING, lease_expires_at__lt=now).update(
         status=FollowUp.Status.PENDING,
+        crashes=F("crashes") + 1,
         published_at=None,
         lease_token="",
         lease_expires_at=None,
@@ -187,8 +194,8 @@ def _publish_owed(now, woken_ids: list[int]) -> tuple[int, int]:
 
 def _publish(rows) -> tuple[int, int]:
     """Publish the rows over one connection, mark the ones handed over in one UPDATE."""
-    rows = list(rows.only("pk", "kind", "label"))
-    handed_over: list[int] = []
+    rows = list(rows.only("pk", "kind", "label", "attempts"))
+    handed_over: list[FollowUp] = []
     failed = 0
     try:
         with current_app.producer_or_acquire() as producer:
@@ -198,7 +205,7 @@ def _publish(rows) -> tuple[int, int]:
                 except registry.UnknownKind as exc:
                     services.follow_up_bury_unrunnable(follow_up_ids=[row.pk], error=str(exc))
                     continue
-                handed_over.append(row.pk)
+                handed_over.append(row)
     except services.PUBLISH_ERRORS as exc:  # the broker is away; the next tick tries again
         logger.warning("relay could not publish: %s", exc)
         failed = 1
@@ -223,7 +230,7 @@ def relay_state_record(*, holder: str, report: RelayReport) -> None:
     measured = {} if report.lag_seconds is None else {"lag_seconds": report.lag_seconds}
     updated = RelayState.objects.filter(pk=1).update(
         holder=holder,
-        ticked_at=timezone.now(),
+        ticked_at=clock.now(),
         published=F("published") + report.published,
         recovered=F("recovered") + report.recovered,
         republished=F("republished") + report.republished,

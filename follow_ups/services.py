@@ -10,8 +10,9 @@ re-delivers (brokers re-deliver on a dropped connection too, while the first exe
 - only the holder of the current token may record an outcome, so an execution that lost its lease
   (partitioned, frozen, presumed dead) can never overwrite a newer one's.
 
-Every start counts as an attempt; the start after the kind's attempt limit buries the row instead,
-whatever killed the earlier ones.
+Transient failures are retried until the kind's deadline in time; a start that never records an
+outcome is a crash, and the start after the kind's crash limit buries the row as poison. A kind's
+provider sits behind a circuit breaker shared by every worker (``follow_ups.breakers``).
 """
 
 import json
@@ -28,13 +29,14 @@ from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Model, QuerySet
-from django.utils import timezone
+from django.db.models import F, Model, Q, QuerySet
+from django.db.models.functions import Coalesce
 from kombu.exceptions import KombuError
 
-from follow_ups import registry
+from follow_ups import breakers, registry
 from follow_ups.models import FollowUp
 from follow_ups.signals import follow_up_claim_decided
+from scheduling import clock
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ def follow_ups_set_aside(*, keys: list[str], reason: str) -> int:
     order committed): pending rows become succeeded with ``{"not_needed": reason}``, in the
     caller's transaction. A row that started already is left to finish; returns how many were set
     aside."""
-    now = timezone.now()
+    now = clock.now()
     return FollowUp.objects.filter(
         key__in=keys, status=FollowUp.Status.PENDING, started_at__isnull=True
     ).update(
@@ -117,7 +119,7 @@ def follow_ups_set_aside(*, keys: list[str], reason: str) -> int:
 def follow_ups_bring_forward(*, keys: list[str]) -> int:
     """Make waiting follow-ups due now and publish them after commit (a charge whose order just
     failed is voided at once, not when its safety delay ends). Returns how many."""
-    now = timezone.now()
+    now = clock.now()
     rows = list(
         FollowUp.objects.filter(
             key__in=keys, status=FollowUp.Status.PENDING, published_at__isnull=True
@@ -196,13 +198,25 @@ def follow_up_send(follow_up: FollowUp, *, producer=None) -> None:
     )
 
 
-def follow_ups_mark_published(follow_up_ids: list[int]) -> None:
-    """One UPDATE for every row handed over: the relay then owes them nothing unless they are lost."""
-    if follow_up_ids:
-        now = timezone.now()
-        FollowUp.objects.filter(
-            pk__in=follow_up_ids, status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING]
-        ).update(published_at=now, updated_at=now)
+def follow_ups_mark_published(published: list[FollowUp]) -> None:
+    """Mark the rows handed over, each only if no worker has claimed it since (its ``attempts``
+    are still those it was published with): a worker that already failed it and scheduled a retry
+    keeps that outcome, and the retry stays due for the relay. One UPDATE per distinct attempt
+    count (usually one)."""
+    by_attempts: dict[int, list[int]] = {}
+    for row in published:
+        by_attempts.setdefault(row.attempts, []).append(row.pk)
+    if not by_attempts:
+        return
+    untouched = Q()
+    for attempts, ids in by_attempts.items():
+        untouched |= Q(attempts=attempts, pk__in=ids)
+    now = clock.now()
+    FollowUp.objects.filter(
+        untouched,
+        status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING],
+        published_at__isnull=True,
+    ).update(published_at=now, updated_at=now)
 
 
 class PublishBreaker:
@@ -240,14 +254,14 @@ def follow_ups_publish_after_commit(follow_ups: Iterable[FollowUp]) -> None:
         ids = [follow_up.pk for follow_up in follow_ups]
         transaction.on_commit(lambda: relay_wake(follow_up_ids=ids), robust=True)
         return
-    handed_over: list[int] = []
+    handed_over: list[FollowUp] = []
     left_over: list[int] = []
     for follow_up in follow_ups:
         transaction.on_commit(_publish_after_commit(follow_up, handed_over, left_over), robust=True)
     transaction.on_commit(lambda: _publish_settle(handed_over, left_over), robust=True)
 
 
-def _publish_after_commit(follow_up: FollowUp, handed_over: list[int], left_over: list[int]):
+def _publish_after_commit(follow_up: FollowUp, handed_over: list[FollowUp], left_over: list[int]):
     def publish_follow_up() -> None:
         if publish_breaker.is_open():
             left_over.append(follow_up.pk)
@@ -261,12 +275,12 @@ def _publish_after_commit(follow_up: FollowUp, handed_over: list[int], left_over
                 "could not publish follow-up %s, left to the relay: %s", follow_up.pk, exc
             )
         else:
-            handed_over.append(follow_up.pk)
+            handed_over.append(follow_up)
 
     return publish_follow_up
 
 
-def _publish_settle(handed_over: list[int], left_over: list[int]) -> None:
+def _publish_settle(handed_over: list[FollowUp], left_over: list[int]) -> None:
     follow_ups_mark_published(handed_over)
     if left_over:
         relay_wake(follow_up_ids=left_over)
@@ -303,12 +317,13 @@ def follow_up_claim(*, follow_up_id: int) -> Claim | None:
     held under a live lease is not: a re-delivered copy of a message whose execution is alive does
     nothing. Of two racing claims one wins.
 
-    The usual case, a claimable row of a declared kind under its attempt limit, is one
+    Taking over a lapsed lease counts a crash; the start after the kind's crash limit buries the
+    row instead. The usual case, a claimable row of a declared kind under its crash limit, is one
     ``UPDATE … RETURNING`` that decides and takes it at once. Everything else (a copy of a
-    message whose row is taken, an attempt limit spent, an undeclared kind, a database without
+    message whose row is taken, a crash limit spent, an undeclared kind, a database without
     RETURNING) reads the row and decides with a compare-and-set on what was read.
     """
-    now = timezone.now()
+    now = clock.now()
     token = secrets.token_hex(16)
     claim, follow_up = None, None
     if connection.features.can_return_columns_from_insert:  # PostgreSQL, SQLite >= 3.35
@@ -324,10 +339,11 @@ def follow_up_claim(*, follow_up_id: int) -> Claim | None:
     return claim
 
 
-def _claim_fields(now, token: str) -> dict:
+def _claim_fields(now, token: str, *, crashed: bool) -> dict:
     return {
         "status": FollowUp.Status.RUNNING,
         "attempts": F("attempts") + 1,
+        "crashes": F("crashes") + int(crashed),
         "started_at": now,
         "finished_at": None,
         "next_attempt_at": None,
@@ -343,7 +359,7 @@ def _follow_up_take(*, follow_up_id: int, now, token: str) -> FollowUp | None:
 
     Django has no queryset API for RETURNING on an UPDATE, and building the condition with the
     ORM for every claim cost more CPU than the query it saved (bench.micro claim): the statement
-    is written here, with the same conditions as ``_claimable`` and the attempt limit per kind.
+    is written here, with the same conditions as ``_claimable`` and the crash limit per kind.
     """
     kinds = registry.kinds()
     if not kinds:
@@ -353,10 +369,13 @@ def _follow_up_take(*, follow_up_id: int, now, token: str) -> FollowUp | None:
     column = {field.name: quote(field.column) for field in fields}
     moment = ops.adapt_datetimefield_value
     limits = " ".join("WHEN %s THEN %s" for _ in kinds)
+    # Taking over a running row (its lease lapsed) counts the crash of its last execution.
+    crashed = f"(CASE WHEN {column['status']} = %s THEN 1 ELSE 0 END)"
     # Identifiers come from the model and are quoted; every value is a parameter.
     statement = (
         f"UPDATE {quote(FollowUp._meta.db_table)} SET {column['status']} = %s, "  # noqa: S608
-        f"{column['attempts']} = {column['attempts']} + 1, {column['started_at']} = %s, "
+        f"{column['attempts']} = {column['attempts']} + 1, "
+        f"{column['crashes']} = {column['crashes']} + {crashed}, {column['started_at']} = %s, "
         f"{column['finished_at']} = NULL, {column['next_attempt_at']} = NULL, "
         f"{column['lease_token']} = %s, {column['lease_expires_at']} = %s, "
         f"{column['updated_at']} = %s "
@@ -364,10 +383,11 @@ def _follow_up_take(*, follow_up_id: int, now, token: str) -> FollowUp | None:
         f"({column['status']} IN (%s, %s) AND ({column['next_attempt_at']} IS NULL "
         f"OR {column['next_attempt_at']} <= %s)) OR ({column['status']} = %s AND "
         f"({column['lease_expires_at']} IS NULL OR {column['lease_expires_at']} < %s))) "
-        f"AND {column['attempts']} < CASE {column['kind']} {limits} ELSE 0 END "
+        f"AND {column['crashes']} + {crashed} < CASE {column['kind']} {limits} ELSE 0 END "
         f"RETURNING {', '.join(column[field.name] for field in fields)}"
     )
     params = [
+        FollowUp.Status.RUNNING.value,
         FollowUp.Status.RUNNING.value,
         moment(now),
         token,
@@ -379,9 +399,10 @@ def _follow_up_take(*, follow_up_id: int, now, token: str) -> FollowUp | None:
         moment(now + timedelta(seconds=CLOCK_TOLERANCE_SECONDS)),
         FollowUp.Status.RUNNING.value,
         moment(now),
+        FollowUp.Status.RUNNING.value,
     ]
     for kind in kinds:
-        params += [kind.name, kind.attempt_limit]
+        params += [kind.name, kind.crash_limit]
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()
@@ -422,32 +443,38 @@ def _follow_up_claim_as_read(
         attempts=follow_up.attempts,
         lease_token=follow_up.lease_token,
     )
-    if follow_up.attempts >= kind.attempt_limit:
-        # The limit is spent and something still asks for a run: the last attempts never finished
-        # (a worker killed every time, out of memory, a hard time limit). Bury it.
+    crashed = follow_up.status == FollowUp.Status.RUNNING  # its last execution never finished
+    crashes = follow_up.crashes + int(crashed)
+    if crashes >= kind.crash_limit:
+        # A poison follow-up: its executions keep dying (out of memory, a hard time limit, a
+        # worker killed every time). Bury it rather than kill the next worker.
         buried = same_as_read.update(
             status=FollowUp.Status.DEAD,
+            crashes=crashes,
             finished_at=now,
             updated_at=now,
             lease_token="",
             lease_expires_at=None,
-            last_error=f"gave up after {follow_up.attempts} attempts; the last one did not finish"
+            last_error=f"gave up after {crashes} attempts that did not finish"
             + (f" ({follow_up.last_error[:500]})" if follow_up.last_error else ""),
         )
         if buried:
-            logger.error("follow-up %s (%s) is dead: attempt limit spent", follow_up.pk, kind.name)
+            logger.error("follow-up %s (%s) is dead: crash limit spent", follow_up.pk, kind.name)
         return None, follow_up
-    fields = _claim_fields(now, token)
+    fields = _claim_fields(now, token, crashed=crashed)
     if not same_as_read.update(**fields):
         return None, follow_up
     for name, value in fields.items():
-        setattr(follow_up, name, follow_up.attempts + 1 if name == "attempts" else value)
+        setattr(follow_up, name, value)
+    follow_up.attempts += 1
+    follow_up.crashes = crashes
     return Claim(follow_up=follow_up, kind=kind), follow_up
 
 
 def _claimable(follow_up: FollowUp, now) -> bool:
     if follow_up.status in (FollowUp.Status.PENDING, FollowUp.Status.RETRYING):
-        # A little early is fine: the relay publishes on its clock, the worker claims on its own.
+        # A little early is fine: the database's clock, sampled by two processes, may differ by
+        # the samples' round trips.
         due = follow_up.next_attempt_at
         return due is None or due <= now + timedelta(seconds=CLOCK_TOLERANCE_SECONDS)
     if follow_up.status == FollowUp.Status.RUNNING:
@@ -485,7 +512,7 @@ class LeaseKeeper:
                 try:
                     renewed = FollowUp.objects.filter(
                         pk=self.follow_up_id, status=FollowUp.Status.RUNNING, lease_token=self.token
-                    ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease))
+                    ).update(lease_expires_at=clock.now() + timedelta(seconds=lease))
                 except DatabaseError:  # try again next time; the lease is three renewals long
                     logger.warning("could not renew the lease of follow-up %s", self.follow_up_id)
                     connection.close()
@@ -499,45 +526,98 @@ class LeaseKeeper:
 
 
 class AttemptFailed(Exception):
-    """An attempt failed; ``retry_in`` says when the relay will publish the next one (``None``: the
-    row is a dead letter). The task turns it into Celery's RETRY or FAILURE state for Flower."""
+    """An attempt failed: the row is a dead letter (``dead``), or will run again, after
+    ``retry_in`` seconds or when its provider's breaker closes (``retry_in`` is ``None``). The
+    task turns it into Celery's FAILURE or RETRY state for Flower."""
 
-    def __init__(self, message: str, *, retry_in: float | None = None):
+    def __init__(self, message: str, *, dead: bool = False, retry_in: float | None = None):
         super().__init__(message)
+        self.dead = dead
         self.retry_in = retry_in
+
+
+class LeaseLost(Exception):
+    """The effect ran, but another execution took the row over meanwhile: this run's outcome was
+    not recorded (the row's is the other execution's), so Celery must not call it a success."""
 
 
 def follow_up_run(*, follow_up_id: int) -> dict:
     """Claim the follow-up, run its effect under a lease, record the outcome on the row.
 
     Retries live in the database (``next_attempt_at``) and the relay publishes each once it is due,
-    never as a broker countdown. Returns the result, or ``{"skipped": True}`` when the row was not
-    ours to run (done, dead, or held by a live execution).
+    never as a broker countdown. Returns the result; ``{"skipped": True}`` when the row was not
+    ours to run (done, dead, or held by a live execution); ``{"waiting_for": provider}`` when its
+    provider's breaker is open and it waits, spending no attempt.
     """
     claim = follow_up_claim(follow_up_id=follow_up_id)
     if claim is None:
         return {"skipped": True}
     follow_up, kind = claim.follow_up, claim.kind
+    admission = breakers.Admission.RUN
+    if kind.provider:
+        admission = breakers.breaker_admit(provider=kind.provider, follow_up_id=follow_up.pk)
+        if admission is breakers.Admission.WAIT and follow_up_wait(
+            follow_up=follow_up, provider=kind.provider, attempt_spent=False
+        ):
+            return {"waiting_for": kind.provider}
     try:
         with LeaseKeeper(follow_up):
             result = kind.perform(follow_up)
     except kind.transient + ALWAYS_TRANSIENT as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        if follow_up.attempts >= kind.attempt_limit:
-            follow_up_bury(
-                follow_up=follow_up, error=f"gave up after {follow_up.attempts} attempts: {error}"
-            )
-            raise AttemptFailed(f"dead after {follow_up.attempts} attempts: {error}") from exc
-        delay = retry_delay_seconds(
-            attempt=follow_up.attempts, retry_after=getattr(exc, "retry_after", None)
-        )
-        follow_up_retry_later(follow_up=follow_up, error=error, delay_seconds=delay)
-        raise AttemptFailed(f"retrying in {delay:.1f} s: {error}", retry_in=delay) from exc
+        _follow_up_failed_transiently(follow_up, kind, admission, exc)
     except Exception as exc:
+        if kind.provider:  # the provider answered, with a refusal: it is up
+            breakers.breaker_record_success(provider=kind.provider, admission=admission)
         follow_up_bury(follow_up=follow_up, error=f"{type(exc).__name__}: {exc}")
         raise
-    follow_up_succeed(follow_up=follow_up, result=result)
+    if kind.provider:
+        breakers.breaker_record_success(provider=kind.provider, admission=admission)
+    if not follow_up_succeed(follow_up=follow_up, result=result):
+        raise LeaseLost(
+            f"follow-up {follow_up.pk} was taken over while this run held it; "
+            "its outcome is the other execution's"
+        )
     return result
+
+
+def _follow_up_failed_transiently(follow_up, kind, admission, exc) -> None:
+    """Bury it past its deadline, park it while its provider's breaker is open, else schedule
+    the retry; always raises ``AttemptFailed``."""
+    error = f"{type(exc).__name__}: {exc}"
+    now = clock.now()
+    crashed = isinstance(exc, SoftTimeLimitExceeded)
+    since = follow_up.retrying_since or now
+    if now - since >= kind.deadline:
+        follow_up_bury(
+            follow_up=follow_up, error=f"gave up after {_hours(kind.deadline)} of failures: {error}"
+        )
+        raise AttemptFailed(f"dead, its deadline passed: {error}", dead=True) from exc
+    if crashed and follow_up.crashes + 1 >= kind.crash_limit:
+        follow_up_bury(
+            follow_up=follow_up, error=f"gave up after {kind.crash_limit} crashes: {error}"
+        )
+        raise AttemptFailed(f"dead after {kind.crash_limit} crashes: {error}", dead=True) from exc
+    about_provider = (
+        kind.provider
+        and isinstance(exc, kind.transient)
+        and not isinstance(exc, kind.breaker_ignores)
+    )
+    breaker_open = about_provider and breakers.breaker_record_failure(
+        provider=kind.provider, admission=admission, error=error
+    )
+    if breaker_open and follow_up_wait(
+        follow_up=follow_up, provider=kind.provider, attempt_spent=True, error=error
+    ):
+        raise AttemptFailed(f"waiting for {kind.provider}: {error}") from exc
+    delay = retry_delay_seconds(
+        attempt=follow_up.attempts, retry_after=getattr(exc, "retry_after", None)
+    )
+    follow_up_retry_later(follow_up=follow_up, error=error, delay_seconds=delay, crashed=crashed)
+    raise AttemptFailed(f"retrying in {delay:.1f} s: {error}", retry_in=delay) from exc
+
+
+def _hours(duration: timedelta) -> str:
+    return f"{duration.total_seconds() / 3600:g} h"
 
 
 def follow_up_succeed(*, follow_up: FollowUp, result: dict) -> bool:
@@ -546,24 +626,59 @@ def follow_up_succeed(*, follow_up: FollowUp, result: dict) -> bool:
         status=FollowUp.Status.SUCCEEDED,
         result=result,
         last_error="",
-        finished_at=timezone.now(),
+        retrying_since=None,
+        finished_at=clock.now(),
     )
 
 
-def follow_up_retry_later(*, follow_up: FollowUp, error: str, delay_seconds: float) -> bool:
+def follow_up_retry_later(
+    *, follow_up: FollowUp, error: str, delay_seconds: float, crashed: bool = False
+) -> bool:
+    now = clock.now()
     return _follow_up_finish(
         follow_up,
         status=FollowUp.Status.RETRYING,
         last_error=error[:2000],
-        next_attempt_at=timezone.now() + timedelta(seconds=delay_seconds),
+        crashes=F("crashes") + int(crashed),
+        retrying_since=Coalesce(F("retrying_since"), now),
+        next_attempt_at=now + timedelta(seconds=delay_seconds),
         published_at=None,  # the relay publishes it once, when it is due
+    )
+
+
+def follow_up_wait(
+    *, follow_up: FollowUp, provider: str, attempt_spent: bool, error: str = ""
+) -> bool:
+    """Park the follow-up until its provider's breaker closes: no message, no attempt spent
+    (a start that did not call the provider is not counted). Only while the breaker is still not
+    closed at that moment; ``False`` otherwise (the caller runs or retries it instead)."""
+    fields = {"last_error": error[:2000]} if error else {}
+    if not attempt_spent:
+        fields["attempts"] = F("attempts") - 1
+    now = clock.now()
+    return bool(
+        FollowUp.objects.filter(
+            breakers.breaker_not_closed(provider),
+            pk=follow_up.pk,
+            status=FollowUp.Status.RUNNING,
+            lease_token=follow_up.lease_token,
+        ).update(
+            status=FollowUp.Status.WAITING,
+            lease_token="",
+            lease_expires_at=None,
+            next_attempt_at=None,
+            published_at=None,
+            retrying_since=Coalesce(F("retrying_since"), now),
+            updated_at=now,
+            **fields,
+        )
     )
 
 
 def follow_up_bury(*, follow_up: FollowUp, error: str) -> bool:
     """Park the follow-up as a dead letter: visible in the admin, on /ops/ and replayable."""
     finished = _follow_up_finish(
-        follow_up, status=FollowUp.Status.DEAD, last_error=error[:2000], finished_at=timezone.now()
+        follow_up, status=FollowUp.Status.DEAD, last_error=error[:2000], finished_at=clock.now()
     )
     if finished:
         logger.error("follow-up %s (%s) is dead: %s", follow_up.pk, follow_up.kind, error)
@@ -573,9 +688,10 @@ def follow_up_bury(*, follow_up: FollowUp, error: str) -> bool:
 def follow_up_bury_unrunnable(*, follow_up_ids: list[int], error: str) -> int:
     """Rows no code here can run (their kind is not declared): dead letters, replayable once a
     release that declares the kind is running."""
-    now = timezone.now()
+    now = clock.now()
     buried = FollowUp.objects.filter(
-        pk__in=follow_up_ids, status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING]
+        pk__in=follow_up_ids,
+        status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING, FollowUp.Status.WAITING],
     ).update(status=FollowUp.Status.DEAD, finished_at=now, updated_at=now, last_error=error[:2000])
     if buried:
         logger.error("%s follow-up(s) are dead: %s", buried, error)
@@ -586,7 +702,7 @@ def _follow_up_finish(follow_up: FollowUp, **fields) -> bool:
     """Record the outcome, only while this execution's token is the current one (fencing)."""
     finished = FollowUp.objects.filter(
         pk=follow_up.pk, status=FollowUp.Status.RUNNING, lease_token=follow_up.lease_token
-    ).update(lease_token="", lease_expires_at=None, updated_at=timezone.now(), **fields)
+    ).update(lease_token="", lease_expires_at=None, updated_at=clock.now(), **fields)
     if not finished:
         logger.warning(
             "follow-up %s: outcome %s dropped, this execution no longer holds it",
@@ -599,7 +715,8 @@ def _follow_up_finish(follow_up: FollowUp, **fields) -> bool:
 def retry_delay_seconds(*, attempt: int, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter, capped; never sooner than the provider asked."""
     ceiling = min(
-        settings.FOLLOW_UP_RETRY_CAP_SECONDS, settings.FOLLOW_UP_RETRY_BASE_SECONDS * 2**attempt
+        settings.FOLLOW_UP_RETRY_CAP_SECONDS,
+        settings.FOLLOW_UP_RETRY_BASE_SECONDS * 2 ** min(attempt, 32),
     )
     delay = random.uniform(0, ceiling)
     if retry_after is not None:
@@ -608,7 +725,8 @@ def retry_delay_seconds(*, attempt: int, retry_after: float | None = None) -> fl
 
 
 def follow_up_replay(*, follow_up_ids: list[int]) -> int:
-    """Give dead letters another run: reset them to pending and publish each once, after commit.
+    """Give dead letters another run: reset them to pending (a fresh deadline and crash count)
+    and publish each once, after commit.
 
     Only dead rows are reset, so replaying the same selection twice, or racing another operator,
     publishes each follow-up once.
@@ -622,12 +740,14 @@ def follow_up_replay(*, follow_up_ids: list[int]) -> int:
         FollowUp.objects.filter(pk__in=[row.pk for row in dead]).update(
             status=FollowUp.Status.PENDING,
             attempts=0,
+            crashes=0,
+            retrying_since=None,
             published_at=None,
             next_attempt_at=None,
             finished_at=None,
             lease_token="",
             lease_expires_at=None,
-            updated_at=timezone.now(),
+            updated_at=clock.now(),
         )
         follow_ups_publish_after_commit(dead)
     return len(dead)

@@ -12,7 +12,13 @@ from follow_ups import dead_letter_digest, dead_messages, services
 from scheduling.services import job_run, manual_period
 
 
-@shared_task(bind=True, name=services.RUN_TASK_NAME, ignore_result=True)
+# ``throws``: a dead letter or a lost lease is an expected outcome, logged in a line, not a traceback.
+@shared_task(
+    bind=True,
+    name=services.RUN_TASK_NAME,
+    ignore_result=True,
+    throws=(services.AttemptFailed, services.LeaseLost),
+)
 def follow_up_run_task(self: Task, *args, **kwargs) -> dict:
     if kwargs or len(args) != 1 or type(args[0]) is not int:
         dead_messages.dead_message_record(
@@ -27,7 +33,7 @@ def follow_up_run_task(self: Task, *args, **kwargs) -> dict:
     try:
         return services.follow_up_run(follow_up_id=args[0])
     except services.AttemptFailed as failed:
-        if failed.retry_in is None:
+        if failed.dead:
             raise
         # Shown as RETRY in Flower and the job log. Nothing is re-sent from here: the retry waits
         # in the database and the relay publishes it once it is due.

@@ -32,10 +32,10 @@ from django.core import signing
 from django.core.mail import EmailMessage, get_connection
 from django.db import DatabaseError, connection
 from django.db.models import F, Q
-from django.utils import timezone
 
 from notifications.backends import connection_close_quietly, message_hand_over
 from notifications.models import EmailDelivery, Unsubscribe
+from scheduling import clock
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,21 @@ class EmailTemporaryFailure(Exception):
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class EmailHeld(EmailTemporaryFailure):
+    """Nothing may be sent now for a reason of ours: the delivery is held as unknown until
+    ``retry_after``, or another sender holds it. Says nothing about the mail server's health, so
+    a circuit breaker does not count it."""
+
+
+# How any background job that sends email treats its failures: retry the temporary ones, behind
+# the one circuit breaker every email shares (the SMTP server), which a hold does not trip.
+EMAIL_DELIVERY_TRAITS = {
+    "transient": (EmailTemporaryFailure,),
+    "provider": "smtp",
+    "breaker_ignores": (EmailHeld,),
+}
 
 
 class EmailPermanentFailure(Exception):
@@ -89,7 +104,7 @@ def email_send(
             subject=subject,
             message_id=f"<{purpose_key}@{domain}>",
             status=EmailDelivery.Status.SENDING,
-            claimed_at=timezone.now(),
+            claimed_at=clock.now(),
             attempts=1,
         )
     )
@@ -107,7 +122,7 @@ def email_send(
             return EmailSent(message_id=delivery.message_id, already_sent=True)
         if _is_held(delivery):
             raise _held_failure(delivery)
-        raise EmailTemporaryFailure(f"{purpose_key} changed hands while claiming it")
+        raise EmailHeld(f"{purpose_key} changed hands while claiming it")
 
     backend = _email_connection()
     message = EmailMessage(
@@ -128,7 +143,7 @@ def email_send(
             status=EmailDelivery.Status.SENDING,
             claimed_at=claimed_at,
             data_started_at__isnull=True,
-        ).update(data_started_at=timezone.now())
+        ).update(data_started_at=clock.now())
         if not marked:
             raise _DeliveryTakenOver
         data_started = True
@@ -142,7 +157,7 @@ def email_send(
             return EmailSent(message_id=delivery.message_id, already_sent=True)
         if _is_held(delivery):
             raise _held_failure(delivery) from None
-        raise EmailTemporaryFailure(f"{purpose_key} was taken over before DATA") from None
+        raise EmailHeld(f"{purpose_key} was taken over before DATA") from None
     except smtplib.SMTPRecipientsRefused as exc:
         error = f"recipient refused: {exc.recipients!r}"
         _delivery_failed(delivery, error)
@@ -255,7 +270,7 @@ def _delivery_claim(delivery: EmailDelivery):
     Who may send is decided by the caller (a follow-up's claim, a job's run key), so a delivery left
     ``sending`` without a DATA marker (its sender died before DATA) is simply sent again.
     """
-    now = timezone.now()
+    now = clock.now()
     may_send = (
         Q(status__in=[EmailDelivery.Status.PENDING, EmailDelivery.Status.FAILED])
         | Q(status=EmailDelivery.Status.SENDING, data_started_at__isnull=True)
@@ -284,7 +299,7 @@ def _delivery_record_sent(delivery: EmailDelivery) -> None:
         try:
             EmailDelivery.objects.filter(pk=delivery.pk).update(
                 status=EmailDelivery.Status.SENT,
-                sent_at=timezone.now(),
+                sent_at=clock.now(),
                 last_error="",
                 hold_until=None,
             )
@@ -309,15 +324,15 @@ def _delivery_record_sent(delivery: EmailDelivery) -> None:
             pause = min(pause * 2, 5.0)
 
 
-def _delivery_hold(delivery: EmailDelivery, *, error: str) -> EmailTemporaryFailure:
+def _delivery_hold(delivery: EmailDelivery, *, error: str) -> EmailHeld:
     """Mark a delivery whose DATA got no recorded reply as unknown, held; return what to raise."""
-    hold_until = timezone.now() + timedelta(seconds=settings.EMAIL_UNKNOWN_HOLD_SECONDS)
+    hold_until = clock.now() + timedelta(seconds=settings.EMAIL_UNKNOWN_HOLD_SECONDS)
     EmailDelivery.objects.filter(pk=delivery.pk, status=EmailDelivery.Status.SENDING).update(
         status=EmailDelivery.Status.UNKNOWN, hold_until=hold_until, last_error=error[:2000]
     )
     delivery.refresh_from_db()
     if not _is_held(delivery):  # recorded sent, or claimed again, meanwhile
-        return EmailTemporaryFailure(f"{delivery.purpose_key} changed hands while holding it")
+        return EmailHeld(f"{delivery.purpose_key} changed hands while holding it")
     return _held_failure(delivery)
 
 
@@ -325,13 +340,13 @@ def _is_held(delivery: EmailDelivery) -> bool:
     return (
         delivery.status == EmailDelivery.Status.UNKNOWN
         and delivery.hold_until is not None
-        and delivery.hold_until > timezone.now()
+        and delivery.hold_until > clock.now()
     )
 
 
-def _held_failure(delivery: EmailDelivery) -> EmailTemporaryFailure:
-    remaining = max(0.0, (delivery.hold_until - timezone.now()).total_seconds())
-    return EmailTemporaryFailure(
+def _held_failure(delivery: EmailDelivery) -> EmailHeld:
+    remaining = max(0.0, (delivery.hold_until - clock.now()).total_seconds())
+    return EmailHeld(
         f"{delivery.purpose_key}: the server may have it ({delivery.last_error}); "
         f"held until {delivery.hold_until:%Y-%m-%d %H:%M:%S} UTC",
         retry_after=remaining,

@@ -146,7 +146,13 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
     rows = FollowUp.objects.filter(
         Q(started_at__gte=since_hour)
         | Q(finished_at__gte=since_hour)
-        | Q(status__in=[FollowUp.Status.PENDING, FollowUp.Status.RETRYING])
+        | Q(
+            status__in=[
+                FollowUp.Status.PENDING,
+                FollowUp.Status.RETRYING,
+                FollowUp.Status.WAITING,
+            ]
+        )
     ).values_list("kind", "status", "attempts", "created_at", "started_at", "finished_at")
     dead_by_kind = defaultdict(int)
     for kind, count in _count_by_kind(FollowUp.objects.filter(status=FollowUp.Status.DEAD)):
@@ -171,9 +177,9 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
 
     for kind, status, attempts, created_at, started_at, finished_at in rows:
         m = metrics[kind]
-        if status == FollowUp.Status.RETRYING:
+        if status in (FollowUp.Status.RETRYING, FollowUp.Status.WAITING):
             m.retrying_now += 1
-        if status in (FollowUp.Status.PENDING, FollowUp.Status.RETRYING):
+        if status in (FollowUp.Status.PENDING, FollowUp.Status.RETRYING, FollowUp.Status.WAITING):
             # Waiting since the effect was decided, whether for a worker or for its next retry:
             # during an outage every row is retrying, and the oldest wait is what grows.
             m.waiting += 1
@@ -183,7 +189,7 @@ def job_metrics(*, now: datetime | None = None) -> list[JobMetrics]:
         if started_at is not None and started_at >= since_window:
             started_in_window[kind] += 1
             # Retried: failed at least once, whether it then succeeded, died or waits to retry.
-            if status == FollowUp.Status.RETRYING or attempts > 1:
+            if status in (FollowUp.Status.RETRYING, FollowUp.Status.WAITING) or attempts > 1:
                 retried_in_window[kind] += 1
             if status == FollowUp.Status.DEAD:
                 dead_in_window[kind] += 1
@@ -283,7 +289,9 @@ def recent_failures(*, limit: int = RECENT_FAILURES) -> list[FollowUp]:
     """The follow-ups whose latest attempt failed (retrying, or dead), the latest change first,
     with the error behind it: for staff. The customer's page says what it means, never this."""
     return list(
-        FollowUp.objects.filter(status__in=[FollowUp.Status.RETRYING, FollowUp.Status.DEAD])
+        FollowUp.objects.filter(
+            status__in=[FollowUp.Status.RETRYING, FollowUp.Status.WAITING, FollowUp.Status.DEAD]
+        )
         .exclude(last_error="")
         .order_by("-updated_at", "-id")[:limit]
     )

@@ -68,7 +68,7 @@ class OrderIn(Schema):
 
 
 FollowUpKind = Literal["confirmation_email", "warehouse_sync", "invoice"]
-FollowUpStatus = Literal["pending", "running", "retrying", "succeeded", "dead"]
+FollowUpStatus = Literal["pending", "running", "retrying", "waiting", "succeeded", "dead"]
 
 
 class FollowUpOut(Schema):

@@ -8,7 +8,7 @@ through these declarations.
 
 from follow_ups.models import FollowUp
 from follow_ups.registry import Kind, register
-from notifications.services import EmailTemporaryFailure
+from notifications.services import EMAIL_DELIVERY_TRAITS
 from orders import recurring, services
 from orders.models import Order
 from orders.payments import PaymentUnknown
@@ -27,7 +27,7 @@ def register_kinds() -> None:
             label="Confirmation email",
             queue="critical",
             perform=lambda follow_up: services.confirmation_email_send(order=_order_of(follow_up)),
-            transient=(EmailTemporaryFailure,),
+            **EMAIL_DELIVERY_TRAITS,
         )
     )
     register(
@@ -37,6 +37,7 @@ def register_kinds() -> None:
             queue="default",
             perform=lambda follow_up: services.shipment_create(order=_order_of(follow_up)),
             transient=(WarehouseUnavailable,),
+            provider="warehouse",
         )
     )
     register(
@@ -56,6 +57,7 @@ def register_kinds() -> None:
                 attempt_id=follow_up.subject.removeprefix("payment:")
             ),
             transient=(PaymentUnknown, OSError),
+            provider="payment-gateway",
         )
     )
     for name, label, queue, perform in [
@@ -85,6 +87,6 @@ def register_kinds() -> None:
                 label=label,
                 queue=queue,
                 perform=perform,
-                transient=(EmailTemporaryFailure,),
+                **EMAIL_DELIVERY_TRAITS,
             )
         )

@@ -63,7 +63,12 @@ FOLLOW_UP_DEAD_MEANING = {
 # An order whose follow-ups have not all finished this long after checkout is "delayed", even if
 # none failed: a worker or the broker may be away. They normally finish within seconds.
 ORDER_DELAYED_AFTER = timedelta(minutes=2)
-IN_FLIGHT = (FollowUp.Status.PENDING, FollowUp.Status.RUNNING, FollowUp.Status.RETRYING)
+IN_FLIGHT = (
+    FollowUp.Status.PENDING,
+    FollowUp.Status.RUNNING,
+    FollowUp.Status.RETRYING,
+    FollowUp.Status.WAITING,
+)
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,9 @@ def order_state(follow_ups: list[FollowUp], *, now: datetime | None = None) -> s
     """The one place an order's state is decided, from its follow-ups.
 
     Needs our attention once any is dead (even while others still run: someone has to act);
-    ready once all succeeded; delayed while one is retrying or any has been unfinished longer
-    than ``ORDER_DELAYED_AFTER``; placed otherwise.
+    ready once all succeeded; delayed while one is retrying or waiting for its provider (an outage
+    the shop is waiting out) or any has been unfinished longer than ``ORDER_DELAYED_AFTER``;
+    placed otherwise.
     """
     now = now or timezone.now()
     if any(f.status == FollowUp.Status.DEAD for f in follow_ups):
@@ -99,7 +105,7 @@ def order_state(follow_ups: list[FollowUp], *, now: datetime | None = None) -> s
     if follow_ups and all(f.status == FollowUp.Status.SUCCEEDED for f in follow_ups):
         return Order.Status.READY
     if any(
-        f.status == FollowUp.Status.RETRYING
+        f.status in (FollowUp.Status.RETRYING, FollowUp.Status.WAITING)
         or (f.status in IN_FLIGHT and now - f.created_at > ORDER_DELAYED_AFTER)
         for f in follow_ups
     ):
@@ -160,6 +166,8 @@ def follow_up_progress(follow_up: FollowUp) -> str:
         return f"{activity} is running, attempt {follow_up.attempts}"
     if follow_up.status == FollowUp.Status.RETRYING:
         return f"{activity} is retrying ({_attempts(follow_up.attempts)} so far)"
+    if follow_up.status == FollowUp.Status.WAITING:
+        return f"{activity} is waiting for its provider to come back"
     if follow_up.status == FollowUp.Status.DEAD:
         return f"{activity} stopped after {_attempts(follow_up.attempts)}"
     return f"{activity} is done"

@@ -15,9 +15,9 @@ from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
-from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from scheduling import clock
 from scheduling.models import JobRun, Lease, ScheduleSync
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def lease_acquire(*, name: str, holder: str, ttl_seconds: float) -> bool:
     The conditional UPDATE is the lock: a holder renews its own row, anyone may take an expired one,
     and of two beats racing for an expired row exactly one update matches.
     """
-    now = timezone.now()
+    now = clock.now()
     expires_at = now + timedelta(seconds=ttl_seconds)
     with transaction.atomic():
         taken = (
@@ -61,7 +61,7 @@ def lease_acquire(*, name: str, holder: str, ttl_seconds: float) -> bool:
 
 def lease_release(*, name: str, holder: str) -> None:
     """Give the lease up at shutdown, so a standby takes over without waiting for it to lapse."""
-    Lease.objects.filter(name=name, holder=holder).update(expires_at=timezone.now())
+    Lease.objects.filter(name=name, holder=holder).update(expires_at=clock.now())
 
 
 # --- Run records: each period once ----------------------------------------------------------------
@@ -69,7 +69,7 @@ def lease_release(*, name: str, holder: str) -> None:
 
 def manual_period() -> str:
     """The period of a run started by hand (no ``period`` from beat): unique, so it always runs."""
-    return f"manual:{timezone.now().isoformat()}"
+    return f"manual:{clock.now().isoformat()}"
 
 
 def job_run(*, job: str, period: str | None, work: Callable[[], dict]) -> dict:
@@ -87,18 +87,18 @@ def job_run(*, job: str, period: str | None, work: Callable[[], dict]) -> dict:
     except Exception as exc:
         JobRun.objects.filter(pk=run.pk).update(
             outcome=JobRun.Outcome.FAILED,
-            finished_at=timezone.now(),
+            finished_at=clock.now(),
             error=f"{type(exc).__name__}: {exc}"[:2000],
         )
         raise
     JobRun.objects.filter(pk=run.pk).update(
-        outcome=JobRun.Outcome.SUCCEEDED, finished_at=timezone.now(), counts=counts, error=""
+        outcome=JobRun.Outcome.SUCCEEDED, finished_at=clock.now(), counts=counts, error=""
     )
     return {"job": job, "period": period, **counts}
 
 
 def _job_run_claim(*, job: str, period: str) -> JobRun | None:
-    now = timezone.now()
+    now = clock.now()
     try:
         with transaction.atomic():
             return JobRun.objects.create(job=job, period=period, started_at=now)

@@ -4,7 +4,7 @@ from django.conf import settings
 
 from follow_ups.models import FollowUp
 from follow_ups.registry import Kind, register
-from notifications.services import EmailTemporaryFailure, email_send
+from notifications.services import EMAIL_DELIVERY_TRAITS, email_send
 from shop.models import LowStockAlert
 from shop.services import LOW_STOCK_ALERT_EMAIL
 
@@ -33,6 +33,6 @@ def register_kinds() -> None:
             label="Low-stock alert email",
             queue="default",
             perform=low_stock_alert_email_send,
-            transient=(EmailTemporaryFailure,),
+            **EMAIL_DELIVERY_TRAITS,
         )
     )

@@ -1,4 +1,5 @@
-"""Ownership of running work: a lease held by a live execution, a fencing token, every start counted."""
+"""Ownership of running work: a lease held by a live execution, a fencing token, crashes counted;
+retries until a deadline in time."""
 
 import time
 from datetime import timedelta
@@ -66,19 +67,35 @@ def test_a_stale_execution_cannot_record_its_outcome_over_a_newer_one(make_follo
     assert (row.status, row.result) == ("succeeded", {"from": "fresh"})
 
 
-def test_every_start_counts_and_the_start_after_the_limit_buries_the_row(make_follow_up, settings):
-    # A worker killed on every attempt (out of memory) never records an outcome: only starts count.
-    limit = settings.FOLLOW_UP_MAX_ATTEMPTS
+def test_a_follow_up_whose_every_start_crashes_is_buried_after_the_crash_limit(
+    make_follow_up, settings
+):
+    # A worker killed on every attempt (out of memory) never records an outcome: each takeover of
+    # its lapsed lease counts a crash, and the start after the limit buries it as poison.
+    limit = settings.FOLLOW_UP_MAX_CRASHES
     row = make_follow_up()
     for attempt in range(1, limit + 1):
         claim = services.follow_up_claim(follow_up_id=row.pk)
         assert claim is not None and claim.follow_up.attempts == attempt
+        assert claim.follow_up.crashes == attempt - 1
         lapse(row)
 
     assert services.follow_up_claim(follow_up_id=row.pk) is None
     row.refresh_from_db()
-    assert (row.status, row.attempts) == ("dead", limit)
-    assert f"gave up after {limit} attempts" in row.last_error
+    assert (row.status, row.attempts, row.crashes) == ("dead", limit, limit)
+    assert f"gave up after {limit} attempts that did not finish" in row.last_error
+
+
+def test_transient_failures_do_not_use_up_the_crash_limit(make_follow_up, settings):
+    row = make_follow_up(Flaky, Flaky, Flaky, Flaky, Flaky, Flaky, "ok")
+    for _ in range(settings.FOLLOW_UP_MAX_CRASHES + 1):
+        FollowUp.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
+        with pytest.raises(services.AttemptFailed, match="retrying"):
+            services.follow_up_run(follow_up_id=row.pk)
+    FollowUp.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
+    assert services.follow_up_run(follow_up_id=row.pk) == {"done": row.key}
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.crashes) == ("succeeded", 7, 0)
 
 
 def test_a_retry_is_not_claimed_before_it_is_due(make_follow_up):
@@ -133,16 +150,61 @@ def test_a_permanent_failure_is_a_dead_letter_at_once(make_follow_up):
     assert (row.status, row.attempts) == ("dead", 1)
 
 
-def test_the_last_transient_failure_is_a_dead_letter(make_follow_up, settings):
-    settings.FOLLOW_UP_MAX_ATTEMPTS = 2
+def test_transient_failures_are_retried_until_the_kinds_deadline_then_the_row_is_dead(
+    make_follow_up, settings
+):
     row = make_follow_up(Flaky)
-    for _ in range(2):
+    with pytest.raises(services.AttemptFailed, match="retrying"):
+        services.follow_up_run(follow_up_id=row.pk)
+    row.refresh_from_db()
+    first_failure = row.retrying_since
+    assert first_failure is not None
+
+    # Many more failures inside the deadline: still retrying, the deadline still counted from the
+    # first failure (no attempt count ends it).
+    for _ in range(20):
         FollowUp.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
-        with pytest.raises(services.AttemptFailed):
+        with pytest.raises(services.AttemptFailed, match="retrying"):
             services.follow_up_run(follow_up_id=row.pk)
     row.refresh_from_db()
-    assert (row.status, row.attempts) == ("dead", 2)
-    assert "gave up after 2 attempts" in row.last_error
+    assert (row.status, row.attempts, row.retrying_since) == ("retrying", 21, first_failure)
+
+    # The first failure was the deadline (3 days by default) ago: the next failure buries it.
+    deadline = timedelta(hours=settings.FOLLOW_UP_RETRY_FOR_HOURS)
+    FollowUp.objects.filter(pk=row.pk).update(
+        next_attempt_at=timezone.now(),
+        retrying_since=timezone.now() - deadline - timedelta(seconds=1),
+    )
+    with pytest.raises(services.AttemptFailed, match="dead"):
+        services.follow_up_run(follow_up_id=row.pk)
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("dead", 22)
+    assert row.last_error.startswith("gave up after 72 h of failures: Flaky")
+
+
+def test_a_kinds_deadline_can_be_set_on_its_own(make_follow_up, settings):
+    settings.FOLLOW_UP_RETRY_FOR_HOURS_BY_KIND = {"test_effect": 1}
+    row = make_follow_up(Flaky)
+    with pytest.raises(services.AttemptFailed, match="retrying"):
+        services.follow_up_run(follow_up_id=row.pk)
+    FollowUp.objects.filter(pk=row.pk).update(
+        next_attempt_at=timezone.now(), retrying_since=timezone.now() - timedelta(minutes=61)
+    )
+    with pytest.raises(services.AttemptFailed, match="dead"):
+        services.follow_up_run(follow_up_id=row.pk)
+    row.refresh_from_db()
+    assert row.status == "dead"
+    assert row.last_error.startswith("gave up after 1 h of failures")
+
+
+def test_a_success_clears_the_deadline_so_the_next_streak_gets_a_whole_one(make_follow_up):
+    row = make_follow_up(Flaky, "ok")
+    with pytest.raises(services.AttemptFailed):
+        services.follow_up_run(follow_up_id=row.pk)
+    FollowUp.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
+    services.follow_up_run(follow_up_id=row.pk)
+    row.refresh_from_db()
+    assert (row.status, row.retrying_since) == ("succeeded", None)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -116,7 +116,7 @@ def _publish_and_age(rows, settings) -> None:
     """Hand the rows to the broker, as the web does at commit, and age them past every window."""
     for row in rows:
         services.follow_up_send(row)
-    services.follow_ups_mark_published([row.pk for row in rows])
+    services.follow_ups_mark_published(rows)
     backdate(rows, created=3600, published=3600)
 
 
@@ -228,7 +228,7 @@ def test_a_wake_up_never_publishes_a_row_already_handed_over_or_taken(
     relay = Relay()
     relay.step(woken_ids=[])
     handed_over, taken = make_follow_up(), make_follow_up()
-    services.follow_ups_mark_published([handed_over.pk])
+    services.follow_ups_mark_published([handed_over])
     services.follow_up_claim(follow_up_id=taken.pk)
     published_tasks.clear()
 

@@ -43,7 +43,7 @@ def test_a_new_follow_up_starts_with_updated_at_now(make_follow_up):
 def test_being_handed_to_the_broker_moves_updated_at(make_follow_up):
     row = make_follow_up()
     age(row)
-    services.follow_ups_mark_published([row.pk])
+    services.follow_ups_mark_published([row])
     row.refresh_from_db()
     assert row.published_at is not None
     assert_moved(row, "pending")
@@ -78,9 +78,9 @@ def test_burying_moves_updated_at(make_follow_up):
     assert_moved(claim.follow_up, "dead")
 
 
-def test_burying_at_the_attempt_limit_moves_updated_at(make_follow_up, settings):
+def test_burying_at_the_crash_limit_moves_updated_at(make_follow_up, settings):
     row = make_follow_up()
-    age(row, attempts=settings.FOLLOW_UP_MAX_ATTEMPTS)
+    age(row, crashes=settings.FOLLOW_UP_MAX_CRASHES)
     assert services.follow_up_claim(follow_up_id=row.pk) is None
     assert_moved(row, "dead")
 

@@ -5,9 +5,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from celery.schedules import crontab, schedule
+from django.db.models import F
 from django.utils import timezone
 
-from scheduling import services
+from scheduling import clock, services
 from scheduling.beat import period_for
 from scheduling.models import JobRun, Lease
 
@@ -66,35 +67,54 @@ def test_a_run_started_by_hand_always_runs():
     assert JobRun.objects.filter(job="probe", outcome="succeeded").count() == 2
 
 
+def age_lease(name: str, seconds: float) -> None:
+    """Move the lease's times back, as if ``seconds`` had passed on the database's clock."""
+    Lease.objects.filter(name=name).update(
+        acquired_at=F("acquired_at") - timedelta(seconds=seconds),
+        expires_at=F("expires_at") - timedelta(seconds=seconds),
+    )
+
+
 def test_only_one_beat_holds_the_lease_while_it_renews_it():
-    with time_machine.travel(NOON, tick=False) as clock:
-        assert services.lease_acquire(name="beat", holder="a", ttl_seconds=30)
-        assert not services.lease_acquire(name="beat", holder="b", ttl_seconds=30)
-        clock.shift(20)
-        assert services.lease_acquire(name="beat", holder="a", ttl_seconds=30)  # renewal
-        clock.shift(20)
-        assert not services.lease_acquire(name="beat", holder="b", ttl_seconds=30)
+    assert services.lease_acquire(name="beat", holder="a", ttl_seconds=30)
+    assert not services.lease_acquire(name="beat", holder="b", ttl_seconds=30)
+    age_lease("beat", 20)
+    acquired_at = Lease.objects.get(name="beat").acquired_at
+    assert services.lease_acquire(name="beat", holder="a", ttl_seconds=30)  # renewal
+    age_lease("beat", 20)
+    assert not services.lease_acquire(name="beat", holder="b", ttl_seconds=30)
 
     lease = Lease.objects.get(name="beat")
-    assert (lease.holder, lease.acquired_at) == ("a", NOON)
+    assert lease.holder == "a"
+    assert lease.acquired_at == acquired_at - timedelta(seconds=20)  # a renewal keeps it
 
 
 def test_a_standby_beat_takes_over_when_the_holder_stops_renewing():
-    with time_machine.travel(NOON, tick=False) as clock:
-        services.lease_acquire(name="beat", holder="a", ttl_seconds=30)
-        clock.shift(31)
-        assert services.lease_acquire(name="beat", holder="b", ttl_seconds=30)
-        assert not services.lease_acquire(name="beat", holder="a", ttl_seconds=30)
+    services.lease_acquire(name="beat", holder="a", ttl_seconds=30)
+    age_lease("beat", 31)
+    assert services.lease_acquire(name="beat", holder="b", ttl_seconds=30)
+    assert not services.lease_acquire(name="beat", holder="a", ttl_seconds=30)
 
     assert Lease.objects.get(name="beat").holder == "b"
 
 
-def test_a_released_lease_is_taken_at_once():
-    with time_machine.travel(NOON, tick=False) as clock:
-        services.lease_acquire(name="beat", holder="a", ttl_seconds=30)
-        services.lease_release(name="beat", holder="a")
-        clock.shift(0.001)
+@pytest.mark.parametrize("minutes", [15, -15])
+def test_a_holder_whose_clock_is_off_judges_the_lease_by_the_databases_clock(minutes):
+    # Leases compare the database's time: a standby whose clock runs 15 minutes ahead does not
+    # take a lease renewed a moment ago, and one 15 minutes behind takes a lapsed one.
+    clock.forget()
+    services.lease_acquire(name="beat", holder="a", ttl_seconds=30)
+    with time_machine.travel(timezone.now() + timedelta(minutes=minutes)):
+        assert not services.lease_acquire(name="beat", holder="b", ttl_seconds=30)
+        age_lease("beat", 31)
         assert services.lease_acquire(name="beat", holder="b", ttl_seconds=30)
+    assert Lease.objects.get(name="beat").holder == "b"
+
+
+def test_a_released_lease_is_taken_at_once():
+    services.lease_acquire(name="beat", holder="a", ttl_seconds=30)
+    services.lease_release(name="beat", holder="a")
+    assert services.lease_acquire(name="beat", holder="b", ttl_seconds=30)
 
 
 def test_beat_stamps_interval_jobs_with_their_window_and_crontab_jobs_with_their_minute():
@@ -105,12 +125,12 @@ def test_beat_stamps_interval_jobs_with_their_window_and_crontab_jobs_with_their
 
 
 def test_a_run_whose_worker_died_is_taken_over_once_it_is_past_every_time_limit():
-    with time_machine.travel(NOON, tick=False) as clock:
-        JobRun.objects.create(job="probe", period="p1", started_at=timezone.now())  # never finished
-        clock.shift(60)
-        assert services.job_run(job="probe", period="p1", work=dict)["skipped"]
-        clock.shift(15 * 60)
-        services.job_run(job="probe", period="p1", work=lambda: {"ok": 1})
+    run = JobRun.objects.create(  # never finished
+        job="probe", period="p1", started_at=timezone.now() - timedelta(seconds=60)
+    )
+    assert services.job_run(job="probe", period="p1", work=dict)["skipped"]
+    JobRun.objects.filter(pk=run.pk).update(started_at=F("started_at") - timedelta(minutes=15))
+    services.job_run(job="probe", period="p1", work=lambda: {"ok": 1})
 
     run = JobRun.objects.get(job="probe", period="p1")
     assert (run.outcome, run.attempts, run.counts) == ("succeeded", 2, {"ok": 1})

@@ -1,0 +1,260 @@
+"""Circuit breakers in front of providers, shared by every worker and host through the database.
+
+A provider that is down should cost one probe at a time, not every follow-up's attempts: after
+``FOLLOW_UP_BREAKER_THRESHOLD`` consecutive transient failures the breaker opens, the provider's
+follow-ups wait (``FollowUp.Status.WAITING``, no attempt spent), and every
+``FOLLOW_UP_BREAKER_OPEN_SECONDS`` one of them is the probe. The probe's success closes it and the
+relay releases the waiting ones at a bounded rate (``breakers_tend``). docs/reliability.md has the
+states and the tests that attack them.
+"""
+
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Case, Count, Exists, F, Q, Value, When
+
+from follow_ups import registry
+from follow_ups.models import Breaker, FollowUp
+from scheduling import clock
+
+logger = logging.getLogger(__name__)
+
+State = Breaker.State
+# A probe that has not reported after this long is presumed lost; another may start.
+PROBE_SECONDS = 60.0
+
+
+class Admission(enum.Enum):
+    RUN = "run"  # closed: run as usual
+    PROBE = "probe"  # this execution tests the provider for everyone
+    WAIT = "wait"  # open, or another probe is out: wait without calling the provider
+
+
+@dataclass(frozen=True)
+class BreakerView:
+    state: str
+    failures: int
+
+
+_seen: dict[str, tuple[BreakerView, float]] = {}
+
+
+def breaker_view(*, provider: str, fresh: bool = False) -> BreakerView:
+    """What this process knows of the breaker, read again after ``FOLLOW_UP_BREAKER_CACHE_SECONDS``.
+
+    A closed breaker is trusted for that long; anything else is read fresh by ``breaker_admit``.
+    """
+    seen = _seen.get(provider)
+    if not fresh and seen and time.monotonic() - seen[1] < settings.FOLLOW_UP_BREAKER_CACHE_SECONDS:
+        return seen[0]
+    row = Breaker.objects.filter(provider=provider).values("state", "failures").first()
+    if row is None:
+        Breaker.objects.get_or_create(provider=provider)
+        row = {"state": State.CLOSED, "failures": 0}
+    view = BreakerView(state=row["state"], failures=row["failures"])
+    _seen[provider] = (view, time.monotonic())
+    return view
+
+
+def breaker_admit(*, provider: str, follow_up_id: int) -> Admission:
+    """May this follow-up call its provider now? Costs nothing while the breaker is closed."""
+    if breaker_view(provider=provider).state == State.CLOSED:
+        return Admission.RUN
+    if breaker_view(provider=provider, fresh=True).state == State.CLOSED:
+        return Admission.RUN
+    now = clock.now()
+    # The probe slot: due, and free (or ours: the relay named this row, or a lapsed probe).
+    taken = (
+        Breaker.objects.filter(provider=provider, probe_at__lte=now)
+        .exclude(state=State.CLOSED)
+        .filter(
+            Q(probe_follow_up_id__isnull=True)
+            | Q(probe_follow_up_id=follow_up_id)
+            | Q(probe_expires_at__lt=now)
+        )
+        .update(
+            state=State.HALF_OPEN,
+            probe_follow_up_id=follow_up_id,
+            probe_expires_at=now + timedelta(seconds=PROBE_SECONDS),
+            changed_at=now,
+        )
+    )
+    if taken:
+        logger.info("breaker %s: follow-up %s probes the provider", provider, follow_up_id)
+        return Admission.PROBE
+    return Admission.WAIT
+
+
+def breaker_record_success(*, provider: str, admission: Admission) -> None:
+    """The provider answered (a success, or a permanent refusal: it is up)."""
+    if admission is Admission.PROBE:
+        now = clock.now()
+        closed = (
+            Breaker.objects.filter(provider=provider)
+            .exclude(state=State.CLOSED)
+            .update(
+                state=State.CLOSED,
+                failures=0,
+                opened_at=None,
+                probe_at=None,
+                probe_follow_up_id=None,
+                probe_expires_at=None,
+                changed_at=now,
+            )
+        )
+        _seen.pop(provider, None)
+        if closed:
+            logger.info("breaker %s closed: the probe succeeded", provider)
+    elif breaker_view(provider=provider).failures:
+        Breaker.objects.filter(provider=provider, state=State.CLOSED, failures__gt=0).update(
+            failures=0
+        )
+        _seen.pop(provider, None)
+
+
+def breaker_record_failure(*, provider: str, admission: Admission, error: str) -> bool:
+    """Count a transient failure of the provider; ``True`` when the breaker is (now) not closed."""
+    now = clock.now()
+    probe_at = now + timedelta(seconds=settings.FOLLOW_UP_BREAKER_OPEN_SECONDS)
+    _seen.pop(provider, None)
+    if admission is Admission.PROBE:
+        Breaker.objects.filter(provider=provider).update(
+            state=State.OPEN,
+            probe_at=probe_at,
+            probe_follow_up_id=None,
+            probe_expires_at=None,
+            last_error=error[:2000],
+            changed_at=now,
+        )
+        logger.warning("breaker %s stays open: the probe failed (%s)", provider, error)
+        return True
+    opens = Q(failures__gte=settings.FOLLOW_UP_BREAKER_THRESHOLD - 1)
+    Breaker.objects.filter(provider=provider, state=State.CLOSED).update(
+        failures=F("failures") + 1,
+        state=Case(When(opens, then=Value(State.OPEN)), default=F("state")),
+        opened_at=Case(When(opens, then=Value(now)), default=F("opened_at")),
+        probe_at=Case(When(opens, then=Value(probe_at)), default=F("probe_at")),
+        changed_at=Case(When(opens, then=Value(now)), default=F("changed_at")),
+        last_error=error[:2000],
+    )
+    view = breaker_view(provider=provider, fresh=True)
+    if view.state != State.CLOSED and view.failures == settings.FOLLOW_UP_BREAKER_THRESHOLD:
+        logger.warning("breaker %s opened after %s failures: %s", provider, view.failures, error)
+    return view.state != State.CLOSED
+
+
+def breaker_not_closed(provider: str) -> Exists:
+    """A condition for an UPDATE: the provider's breaker is open or half-open at that moment."""
+    return Exists(Breaker.objects.filter(provider=provider).exclude(state=State.CLOSED))
+
+
+def provider_kinds(provider: str) -> list[str]:
+    return [kind.name for kind in registry.kinds() if kind.provider == provider]
+
+
+# --- The relay's part -----------------------------------------------------------------------------
+
+
+@dataclass
+class TendReport:
+    released: int = 0  # waiting follow-ups handed back once their provider answered
+    probes: int = 0  # waiting follow-ups woken to probe an open breaker
+    buried: int = 0  # waiting follow-ups past their deadline
+
+
+def breakers_tend(*, elapsed_seconds: float) -> TendReport:
+    """One relay tick's care of the breakers: release the waiting follow-ups of closed breakers
+    (at most ``FOLLOW_UP_BREAKER_RELEASE_PER_SECOND`` × the seconds since the last tick), wake one
+    waiting follow-up as the probe of an open breaker whose probe is due, and bury those waiting
+    past their kind's deadline."""
+    report = TendReport()
+    if not FollowUp.objects.filter(status=FollowUp.Status.WAITING).exists():
+        return report
+    now = clock.now()
+    states = dict(Breaker.objects.values_list("provider", "state"))
+    providers = {kind.provider for kind in registry.kinds() if kind.provider}
+    for kind in registry.kinds():
+        report.buried += FollowUp.objects.filter(
+            status=FollowUp.Status.WAITING,
+            kind=kind.name,
+            retrying_since__lt=now - kind.deadline,
+        ).update(
+            status=FollowUp.Status.DEAD,
+            finished_at=now,
+            updated_at=now,
+            last_error=Value(
+                f"gave up: its provider did not answer for {kind.deadline} (its deadline)"
+            ),
+        )
+    budget = max(1, int(settings.FOLLOW_UP_BREAKER_RELEASE_PER_SECOND * max(elapsed_seconds, 1.0)))
+    for provider in providers:
+        waiting = FollowUp.objects.filter(
+            status=FollowUp.Status.WAITING, kind__in=provider_kinds(provider)
+        ).order_by("created_at")
+        if states.get(provider, State.CLOSED) == State.CLOSED:
+            ids = list(waiting.values_list("pk", flat=True)[:budget])
+            report.released += _release(ids, now)
+            continue
+        free = Q(probe_follow_up_id__isnull=True) | Q(probe_expires_at__lt=now)
+        candidate = waiting.values_list("pk", flat=True).first()
+        if candidate is None:
+            continue
+        named = (
+            Breaker.objects.filter(free, provider=provider, probe_at__lte=now)
+            .exclude(state=State.CLOSED)
+            .update(
+                state=State.HALF_OPEN,
+                probe_follow_up_id=candidate,
+                probe_expires_at=now + timedelta(seconds=PROBE_SECONDS),
+                changed_at=now,
+            )
+        )
+        if named:
+            report.probes += _release([candidate], now)
+    return report
+
+
+def _release(ids: list[int], now) -> int:
+    """Waiting rows become retries due now; the relay publishes them in this same tick."""
+    if not ids:
+        return 0
+    return FollowUp.objects.filter(pk__in=ids, status=FollowUp.Status.WAITING).update(
+        status=FollowUp.Status.RETRYING,
+        next_attempt_at=now,
+        published_at=None,
+        updated_at=now,
+    )
+
+
+def breakers_overview() -> list[dict]:
+    """Each provider's breaker for /ops/, /metrics and the failure lab: state, since when, how
+    many follow-ups wait for it."""
+    providers = sorted({kind.provider for kind in registry.kinds() if kind.provider})
+    rows = {row.provider: row for row in Breaker.objects.filter(provider__in=providers)}
+    waiting = {
+        kind: count
+        for kind, count in FollowUp.objects.filter(status=FollowUp.Status.WAITING)
+        .values_list("kind")
+        .annotate(count=Count("pk"))
+        .values_list("kind", "count")
+    }
+    overview = []
+    for provider in providers:
+        row = rows.get(provider) or Breaker(provider=provider)
+        overview.append(
+            {
+                "provider": provider,
+                "state": row.state,
+                "state_label": row.get_state_display(),
+                "since": row.opened_at,
+                "failures": row.failures,
+                "waiting": sum(waiting.get(kind, 0) for kind in provider_kinds(provider)),
+                "probe_at": row.probe_at,
+                "last_error": row.last_error,
+            }
+        )
+    return overview
