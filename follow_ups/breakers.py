@@ -166,7 +166,7 @@ class TendReport:
     buried: int = 0  # waiting follow-ups past their deadline
 
 
-def breakers_tend(*, elapsed_seconds: float) -> TendReport:
+def breakers_tend(*, now, elapsed_seconds: float) -> TendReport:
     """One relay tick's care of the breakers: release the waiting follow-ups of closed breakers
     (at most ``FOLLOW_UP_BREAKER_RELEASE_PER_SECOND`` × the seconds since the last tick), wake one
     waiting follow-up as the probe of an open breaker whose probe is due, and bury those waiting
@@ -174,7 +174,6 @@ def breakers_tend(*, elapsed_seconds: float) -> TendReport:
     report = TendReport()
     if not FollowUp.objects.filter(status=FollowUp.Status.WAITING).exists():
         return report
-    now = clock.now()
     states = dict(Breaker.objects.values_list("provider", "state"))
     providers = {kind.provider for kind in registry.kinds() if kind.provider}
     for kind in registry.kinds():
@@ -187,7 +186,8 @@ def breakers_tend(*, elapsed_seconds: float) -> TendReport:
             finished_at=now,
             updated_at=now,
             last_error=Value(
-                f"gave up: its provider did not answer for {kind.deadline} (its deadline)"
+                f"gave up after {kind.deadline.total_seconds() / 3600:g} h: "
+                "its provider did not answer"
             ),
         )
     budget = max(1, int(settings.FOLLOW_UP_BREAKER_RELEASE_PER_SECOND * max(elapsed_seconds, 1.0)))

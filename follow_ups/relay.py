@@ -101,7 +101,7 @@ class Relay:
         report = RelayReport()
         report.recovered = _recover_lapsed(now)
         elapsed, self.last_tick_at = time.monotonic() - self.last_tick_at, time.monotonic()
-        report.released = breakers.breakers_tend(elapsed_seconds=elapsed).released
+        report.released = breakers.breakers_tend(now=now, elapsed_seconds=elapsed).released
         report.published, report.failed = _publish_owed(now, woken_ids)
         due = time.monotonic() - self.last_lost_check >= settings.FOLLOW_UP_LOST_CHECK_SECONDS
         if not report.failed and due:

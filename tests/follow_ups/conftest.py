@@ -15,10 +15,15 @@ class Flaky(Exception):
     """What the test effects raise to ask for a retry."""
 
 
+class Held(Flaky):
+    """A retry that says nothing about the provider (as an email held as unknown)."""
+
+
 EFFECTS: dict[str, list] = {}  # row key -> outcomes to play, in order ("ok", Flaky, ValueError)
 
 
 def _perform(follow_up: FollowUp) -> dict:
+    CALLS.append(follow_up.key)
     script = EFFECTS.get(follow_up.key) or ["ok"]
     outcome = script.pop(0) if len(script) > 1 else script[0]
     if outcome == "ok":
@@ -37,15 +42,28 @@ TEST_KIND = registry.register(
     )
 )
 
+# The same effect behind a provider's circuit breaker.
+PROVIDER = "test-provider"
+PROVIDER_KIND = registry.register(
+    registry.Kind(
+        name="test_provider_effect",
+        label="Test effect behind a breaker",
+        queue=TEST_QUEUE,
+        perform=_perform,
+        transient=(Flaky,),
+        provider=PROVIDER,
+        breaker_ignores=(Held,),
+    )
+)
+CALLS: list[str] = []  # keys whose effect ran, in order
+
 
 @pytest.fixture
 def make_follow_up(db):
-    def make(*script, key=None) -> FollowUp:
+    def make(*script, key=None, kind=TEST_KIND) -> FollowUp:
         key = key or f"test:{uuid.uuid4().hex}"
         EFFECTS[key] = list(script) or ["ok"]
-        (row,) = follow_ups_create(
-            follow_ups=[NewFollowUp(key=key, kind=TEST_KIND.name, label=key)]
-        )
+        (row,) = follow_ups_create(follow_ups=[NewFollowUp(key=key, kind=kind.name, label=key)])
         return FollowUp.objects.get(pk=row.pk)
 
     return make

@@ -253,3 +253,34 @@ def test_a_wake_up_leaves_the_recorded_lag_as_the_last_full_tick_measured_it(
 
     state = relay_state_get()
     assert (state.published, state.lag_seconds) == (1, lag)
+
+
+def test_the_publish_mark_never_overwrites_the_outcome_of_a_worker_that_was_faster(
+    make_follow_up, published_tasks, test_queue
+):
+    # The web (or the relay) publishes, a worker takes the message and fails at once, and only
+    # then does the publisher mark the row handed over: the retry the worker scheduled stands.
+    from tests.follow_ups.conftest import Flaky
+
+    row = make_follow_up(Flaky, "ok")
+    as_published = FollowUp.objects.get(pk=row.pk)
+    with pytest.raises(services.AttemptFailed, match="retrying"):
+        services.follow_up_run(follow_up_id=row.pk)
+
+    services.follow_ups_mark_published([as_published])
+
+    row.refresh_from_db()
+    assert (row.status, row.published_at) == ("retrying", None)
+    # So the retry is published once it is due, and never counted as a message the broker lost.
+    FollowUp.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    published_tasks.clear()
+    report = Relay().tick()
+    assert (report.published, report.republished) == (1, 0)
+    assert published_ids(published_tasks) == [row.pk]
+
+
+def test_the_publish_mark_still_marks_a_row_no_worker_has_taken(make_follow_up, test_queue):
+    row = make_follow_up()
+    services.follow_ups_mark_published([FollowUp.objects.get(pk=row.pk)])
+    row.refresh_from_db()
+    assert row.published_at is not None
