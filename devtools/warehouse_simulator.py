@@ -17,6 +17,7 @@ or a test can make the warehouse slow, flaky or down.
                            behind a cursor already handed out: the feed stops at the first
                            shipment not shipped yet.
     GET  /config, PUT /config {"latency_ms", "failure_rate", "outage", "reject", "ship_after_seconds"}
+    GET  /stats                -> {"shipment_requests": every POST /shipments so far}
 
 "outage" answers 503 with Retry-After (transient); "reject" answers 422 (permanent).
     GET  /healthz
@@ -57,6 +58,7 @@ class Warehouse:
             "reject": False,
             "ship_after_seconds": ship_after_seconds,
         }
+        self.shipment_requests = 0  # every POST /shipments, answered or refused
 
     def ship(self, idempotency_key: str, payload: dict) -> tuple[dict, bool]:
         with self.lock:
@@ -167,6 +169,8 @@ def make_handler(warehouse: Warehouse):
                 self._send(HTTPStatus.OK, {"shipments": shipments, "next": str(next_after)})
             elif self.path == "/config":
                 self._send(HTTPStatus.OK, warehouse.config)
+            elif self.path == "/stats":  # what tests count: every shipment request, answered or not
+                self._send(HTTPStatus.OK, {"shipment_requests": warehouse.shipment_requests})
             else:
                 self._send(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
@@ -187,6 +191,8 @@ def make_handler(warehouse: Warehouse):
             if self.path != "/shipments":
                 self._send(HTTPStatus.NOT_FOUND, {"error": "not found"})
                 return
+            with warehouse.lock:
+                warehouse.shipment_requests += 1
             config = warehouse.config
             if config["outage"]:
                 self._send(

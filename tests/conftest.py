@@ -47,6 +47,10 @@ class WarehouseHandle:
     def shipments(self) -> list[dict]:
         return httpx.get(f"{self.url}/shipments", timeout=5).json()["shipments"]
 
+    def shipment_requests(self) -> int:
+        """Every shipment request the warehouse was sent, answered or refused."""
+        return httpx.get(f"{self.url}/stats", timeout=5).json()["shipment_requests"]
+
     def configure(self, **config) -> None:
         httpx.put(f"{self.url}/config", json=config, timeout=5).raise_for_status()
 
@@ -183,6 +187,8 @@ def pytest_collection_modifyitems(config, items):
         markers.add("cluster")
     if suite != "full":
         markers.add("cluster_full")
+    if not os.environ.get("LONG_TESTS"):
+        markers.add("long")
     deselected = [item for item in items if any(item.get_closest_marker(m) for m in markers)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)

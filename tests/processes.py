@@ -241,6 +241,8 @@ class SMTPRecorder:
         self.messages: list[dict] = []
         self.lock = threading.Lock()
         self.refusals: list[str] = []  # SMTP replies to give instead of accepting, in order
+        self.outage_reply: str | None = None  # while set, every DATA is refused with it
+        self.data_commands = 0  # every DATA answered, accepted or refused
         self.refused_recipients: dict[str, str] = {}  # address -> RCPT reply, for good
         self.delays: dict[str, list[float]] = {"RCPT": [], "DATA": []}
         self.before_replies: list[Callable[[], None]] = []
@@ -268,6 +270,9 @@ class SMTPRecorder:
         from email import message_from_bytes
 
         with self.lock:
+            self.data_commands += 1
+            if self.outage_reply:
+                return self.outage_reply
             if self.refusals:
                 return self.refusals.pop(0)
         parsed = message_from_bytes(envelope.content)
@@ -312,6 +317,7 @@ class SMTPRecorder:
         with self.lock:
             self.messages.clear()
             self.refusals.clear()
+            self.outage_reply = None
             self.refused_recipients.clear()
             self.before_replies.clear()
             self.accepted.clear()
@@ -355,6 +361,11 @@ class SMTPRecorder:
         """Answer the next messages with these replies, e.g. "451 4.3.0 Try again later"."""
         with self.lock:
             self.refusals.extend(replies)
+
+    def outage(self, reply: str | None = "451 4.3.0 Try again later") -> None:
+        """Refuse every message with ``reply`` until called with ``None``: a provider outage."""
+        with self.lock:
+            self.outage_reply = reply
 
     def refuse_recipient(self, address: str, reply: str = "550 5.1.1 Mailbox unavailable") -> None:
         """Refuse every message to ``address`` at RCPT with ``reply``, until ``clear()``."""

@@ -151,7 +151,7 @@ def test_a_successful_probe_closes_the_breaker_and_the_relay_releases_the_rest_a
     behind_breaker, settings, test_queue
 ):
     settings.FOLLOW_UP_BREAKER_RELEASE_PER_SECOND = 2
-    tripped = trip(behind_breaker, settings)
+    trip(behind_breaker, settings)
     waiting = [behind_breaker("ok") for _ in range(5)]
     for row in waiting:
         run(row)
