@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from follow_ups.models import FollowUp
 from follow_ups.selectors import follow_ups_of
+from orders.invoices import invoice_pdf
 from orders.models import Invoice, Order
 from orders.services import (
     CHECKOUT_KINDS,
@@ -33,8 +34,12 @@ def order_follow_ups(order: Order) -> list[FollowUp]:
 
 
 def invoice_pdf_get(*, order: Order) -> bytes | None:
+    """The stored invoice PDF; drawn again from the order if retention dropped the stored one
+    (``INVOICE_PDF_RETENTION_DAYS``); ``None`` while the invoice is not rendered yet."""
     pdf = Invoice.objects.filter(order=order).values_list("pdf", flat=True).first()
-    return bytes(pdf) if pdf is not None else None
+    if pdf is None:
+        return None
+    return bytes(pdf) or invoice_pdf(order)
 
 
 def order_for_checkout_key(*, key: str) -> Order | None:
@@ -94,6 +99,10 @@ def order_state(follow_ups: list[FollowUp], *, now: datetime | None = None) -> s
     than ``ORDER_DELAYED_AFTER``; placed otherwise.
     """
     now = now or timezone.now()
+    if not follow_ups:
+        # Written with the order, in its transaction: none left means they succeeded long ago
+        # and retention pruned them (FOLLOW_UP_RETENTION_DAYS).
+        return Order.Status.READY
     if any(f.status == FollowUp.Status.DEAD for f in follow_ups):
         return Order.Status.NEEDS_ATTENTION
     if follow_ups and all(f.status == FollowUp.Status.SUCCEEDED for f in follow_ups):
