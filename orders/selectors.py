@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from follow_ups.models import FollowUp
+from follow_ups.registry import kind_get
 from follow_ups.selectors import follow_ups_of
 from orders.invoices import invoice_pdf
 from orders.models import Invoice, Order
@@ -85,6 +86,9 @@ class OrderProgress:
     state: str  # an ``Order.Status`` value
     in_flight: bool  # something is still pending, running or retrying: the page keeps polling
     follow_ups: list[FollowUpProgress]
+    # (kind, label) of checkout follow-ups no longer in the ledger: retention pruned them long
+    # after they succeeded (FOLLOW_UP_RETENTION_DAYS). Shown as done, the invoice downloadable.
+    pruned_steps: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -117,10 +121,17 @@ def order_state(follow_ups: list[FollowUp], *, now: datetime | None = None) -> s
 
 
 def order_progress(order: Order, follow_ups: list[FollowUp] | None = None) -> OrderProgress:
-    follow_ups = order_follow_ups(order) if follow_ups is None else list(follow_ups)
+    from_ledger = follow_ups is None
+    follow_ups = order_follow_ups(order) if from_ledger else list(follow_ups)
+    present = {f.kind for f in follow_ups}
     return OrderProgress(
         state=order_state(follow_ups),
         in_flight=any(f.status in IN_FLIGHT for f in follow_ups),
+        pruned_steps=tuple(
+            (kind, kind_get(kind).label)
+            for kind in CHECKOUT_KINDS
+            if from_ledger and kind not in present
+        ),
         follow_ups=[
             FollowUpProgress(
                 follow_up=f,

@@ -213,16 +213,22 @@ def test_a_dead_letters_delivery_record_goes_once_the_dead_letter_is_past_its_ow
 # --- What the customer sees of an old order -------------------------------------------------------
 
 
-def test_an_order_whose_follow_ups_were_pruned_reads_ready():
+def test_an_order_whose_follow_ups_were_pruned_reads_ready_with_its_invoice_still_linked():
     with time_machine.travel(days_before(31), tick=False):
         order = place_order((ProductFactory(), 1)).order
+        services.invoice_create(order=order)
         FollowUp.objects.filter(subject=f"order:{order.pk}").update(status="succeeded")
     prune_at(DAY)
 
     with time_machine.travel(DAY, tick=False):
         progress = order_progress(order)
+        page = Client().get(f"/orders/{order.pk}/").content.decode()
 
-    assert (progress.state, progress.in_flight) == (Order.Status.READY, False)
+    assert (progress.state, progress.in_flight, progress.follow_ups) == ("ready", False, [])
+    assert [kind for kind, _ in progress.pruned_steps] == services.CHECKOUT_KINDS
+    assert 'data-status="ready"' in page
+    assert f'href="/orders/{order.pk}/invoice.pdf"' in page
+    assert page.count('<span class="status succeeded">succeeded</span>') == 3
 
 
 def test_an_invoice_pdf_dropped_by_retention_is_drawn_again_when_asked_for(settings):
