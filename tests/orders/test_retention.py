@@ -99,6 +99,19 @@ def test_the_job_records_its_run_with_what_each_table_lost_and_a_second_run_of_t
     assert JobRun.objects.get(job="retention").counts["follow_ups_succeeded"] == 1
 
 
+def test_a_run_out_of_time_says_it_is_unfinished_and_the_next_run_carries_on(settings):
+    with time_machine.travel(days_before(31), tick=False):
+        FollowUp.objects.create(key="old", kind="invoice", status="succeeded")
+    settings.RETENTION_RUN_MAX_SECONDS = 0
+
+    cut_short = prune_at(DAY)
+    settings.RETENTION_RUN_MAX_SECONDS = 1500
+    next_run = prune_at(DAY + timedelta(days=1))
+
+    assert (cut_short["follow_ups_succeeded"], cut_short["unfinished"]) == (0, True)
+    assert (next_run["follow_ups_succeeded"], next_run["unfinished"]) == (1, False)
+
+
 # --- Every table at once --------------------------------------------------------------------------
 
 
