@@ -14,8 +14,17 @@ SCHEDULES = [
         queue="bulk",
         cron={"minute": "7"},
         expires=30 * MINUTE,
-        description="Delete expired sessions, and task results, delivery logs, job runs and "
-        "abandoned carts past the retention period.",
+        description="Delete expired sessions and finished failed-checkout windows.",
+    ),
+    Schedule(
+        name="retention",
+        task="orders.tasks.retention_task",
+        queue="bulk",
+        cron={"minute": "40", "hour": "3"},
+        expires=6 * HOUR,
+        description="Prune what grows with orders and time past its retention, a chunk per "
+        "transaction: succeeded follow-ups, old dead letters, delivery logs no follow-up can "
+        "need, spent payment attempts, idempotency keys, job runs, task results, carts.",
     ),
     Schedule(
         name="sales-report",

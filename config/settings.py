@@ -308,8 +308,6 @@ SCHEDULES = schedules.SCHEDULES  # what scheduling.beat and sync_schedules read
 CELERY_TASK_ROUTES.update({s.task: {"queue": s.queue} for s in schedules.SCHEDULES})
 # A beat that stops renewing its lease for this long is presumed dead; a standby takes over.
 BEAT_LEASE_SECONDS = float(os.environ.get("BEAT_LEASE_SECONDS", "30"))
-# Sessions past expiry, task results, sent-email logs, job runs and abandoned carts older than this go.
-RETENTION_DAYS = int(os.environ.get("RETENTION_DAYS", "90"))
 LOW_STOCK_THRESHOLD = int(os.environ.get("LOW_STOCK_THRESHOLD", "5"))
 CART_REMINDER_AFTER_HOURS = float(os.environ.get("CART_REMINDER_AFTER_HOURS", "2"))
 # At most one reminder per address in this many days, whatever number of carts it leaves.
@@ -324,6 +322,52 @@ JOB_CHUNK_SIZE = int(os.environ.get("JOB_CHUNK_SIZE", "500"))
 # per run; the cursor (orders.WarehouseCursor) carries the rest over to the next run.
 WAREHOUSE_RECONCILE_CHUNK_SIZE = int(os.environ.get("WAREHOUSE_RECONCILE_CHUNK_SIZE", "500"))
 WAREHOUSE_RECONCILE_MAX_CHUNKS = int(os.environ.get("WAREHOUSE_RECONCILE_MAX_CHUNKS", "20"))
+
+# --- Retention: what the daily `retention` job prunes (docs/scheduling.md, "Retention") -----------
+# Days each is kept; 0 keeps it for ever. Task results, job runs, abandoned carts, the dev outbox:
+RETENTION_DAYS = float(os.environ.get("RETENTION_DAYS", "90"))
+# Succeeded follow-ups (history only: replay takes dead ones). At least CART_REMINDER_PERIOD_DAYS:
+# the reminders read the ledger to send one per address per period (checked at start).
+FOLLOW_UP_RETENTION_DAYS = float(os.environ.get("FOLLOW_UP_RETENTION_DAYS", "30"))
+# Dead letters nobody replayed: what an operator must see, so far longer.
+FOLLOW_UP_DEAD_RETENTION_DAYS = float(os.environ.get("FOLLOW_UP_DEAD_RETENTION_DAYS", "365"))
+# Email delivery logs; never before the oldest follow-up still on record, whatever this says, so
+# a replayed email finds its proof of sending and is not sent again.
+EMAIL_DELIVERY_RETENTION_DAYS = float(os.environ.get("EMAIL_DELIVERY_RETENTION_DAYS", "90"))
+# Declined and voided payment attempts (no order): a card dispute may come months later.
+PAYMENT_ATTEMPT_RETENTION_DAYS = float(os.environ.get("PAYMENT_ATTEMPT_RETENTION_DAYS", "180"))
+# Checkout idempotency keys: the same key after this places a new order.
+CHECKOUT_REQUEST_RETENTION_DAYS = float(os.environ.get("CHECKOUT_REQUEST_RETENTION_DAYS", "7"))
+# Stored invoice PDFs. Kept (0): an invoice is a legal record, and the one issued is the proof, not
+# a new drawing. Set it to drop stored PDFs after that many days; they are drawn again on demand.
+INVOICE_PDF_RETENTION_DAYS = float(os.environ.get("INVOICE_PDF_RETENTION_DAYS", "0"))
+# Rows deleted per transaction, and how long one run may go on starting chunks.
+RETENTION_CHUNK_SIZE = int(os.environ.get("RETENTION_CHUNK_SIZE", "1000"))
+RETENTION_RUN_MAX_SECONDS = float(os.environ.get("RETENTION_RUN_MAX_SECONDS", "1500"))
+_retention_days = {
+    name: globals()[name]
+    for name in (
+        "RETENTION_DAYS",
+        "FOLLOW_UP_RETENTION_DAYS",
+        "FOLLOW_UP_DEAD_RETENTION_DAYS",
+        "EMAIL_DELIVERY_RETENTION_DAYS",
+        "PAYMENT_ATTEMPT_RETENTION_DAYS",
+        "CHECKOUT_REQUEST_RETENTION_DAYS",
+        "INVOICE_PDF_RETENTION_DAYS",
+    )
+}
+if negative := [name for name, days in _retention_days.items() if days < 0]:
+    raise ImproperlyConfigured(
+        f"{', '.join(negative)} must be a number of days, or 0 to keep for ever."
+    )
+if 0 < FOLLOW_UP_RETENTION_DAYS < CART_REMINDER_PERIOD_DAYS:
+    raise ImproperlyConfigured(
+        f"FOLLOW_UP_RETENTION_DAYS ({FOLLOW_UP_RETENTION_DAYS:g}) must be at least "
+        f"CART_REMINDER_PERIOD_DAYS ({CART_REMINDER_PERIOD_DAYS:g}): the reminders read the "
+        "ledger to send one per address per period."
+    )
+if RETENTION_CHUNK_SIZE < 1:
+    raise ImproperlyConfigured("RETENTION_CHUNK_SIZE must be at least 1.")
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,6 @@
-"""The work of the orders' recurring and delayed jobs: cleanup, the sales report, reconciliation
-with the warehouse, review requests, abandoned-cart reminders; and the emails they hand over.
+"""The work of the orders' recurring and delayed jobs: cleanup (what expired), the sales report,
+reconciliation with the warehouse, review requests, abandoned-cart reminders; and the emails they
+hand over. (Retention, the daily pruning of what grows, is ``orders/retention.py``.)
 
 Each job is a service a beat task calls (through ``scheduling.services.job_run``). A job only selects what
 is due and writes follow-up rows for it (``follow_ups.services.follow_ups_create_for_due``), in
@@ -20,11 +21,10 @@ from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models import Count, F, Max, Sum
 from django.utils import timezone
-from django_celery_results.models import TaskResult
 
 from follow_ups.models import FollowUp
 from follow_ups.services import NewFollowUp, follow_ups_create, follow_ups_create_for_due
-from notifications.models import EmailDelivery, Unsubscribe
+from notifications.models import Unsubscribe
 from notifications.services import (
     email_send,
     email_unsubscribe_headers,
@@ -43,7 +43,6 @@ from orders.models import (
     WarehouseCursor,
 )
 from orders.services import order_subject
-from scheduling.models import JobRun
 from shop.models import Product
 
 REPORT_CHUNK_SIZE = 500
@@ -74,21 +73,13 @@ def _sent(sent) -> dict:
 
 
 def cleanup_run() -> dict:
-    """Delete what has outlived its use. No stock is held by unfinished checkouts (stock is taken
-    in the order's own transaction), so there is none to release."""
+    """Delete what has expired. What is kept for a retention period (follow-ups, delivery logs,
+    job runs, task results, carts...) is the daily ``retention`` job's (``orders.retention``).
+    No stock is held by unfinished checkouts (stock is taken in the order's own transaction), so
+    there is none to release."""
     now = timezone.now()
-    keep = now - timedelta(days=settings.RETENTION_DAYS)
     return {
         "sessions": Session.objects.filter(expire_date__lt=now).delete()[0],
-        "task_results": TaskResult.objects.filter(date_done__lt=keep).delete()[0],
-        # Only sent mail: a failed delivery is still someone's unfinished business.
-        "email_deliveries": EmailDelivery.objects.filter(
-            status=EmailDelivery.Status.SENT, created_at__lt=keep
-        ).delete()[0],
-        "job_runs": JobRun.objects.filter(started_at__lt=keep)
-        .exclude(outcome=JobRun.Outcome.RUNNING)
-        .delete()[0],
-        "abandoned_carts": AbandonedCart.objects.filter(touched_at__lt=keep).delete()[0],
         # A window's count matters only while the window lasts.
         "checkout_failures": CheckoutFailures.objects.filter(
             window_start__lt=now - timedelta(days=1)

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from follow_ups.models import FollowUp
+from follow_ups.registry import kind_get
 from follow_ups.selectors import follow_ups_of
+from orders.invoices import invoice_pdf
 from orders.models import Invoice, Order
 from orders.services import (
     CHECKOUT_KINDS,
@@ -33,8 +35,12 @@ def order_follow_ups(order: Order) -> list[FollowUp]:
 
 
 def invoice_pdf_get(*, order: Order) -> bytes | None:
+    """The stored invoice PDF; drawn again from the order if retention dropped the stored one
+    (``INVOICE_PDF_RETENTION_DAYS``); ``None`` while the invoice is not rendered yet."""
     pdf = Invoice.objects.filter(order=order).values_list("pdf", flat=True).first()
-    return bytes(pdf) if pdf is not None else None
+    if pdf is None:
+        return None
+    return bytes(pdf) or invoice_pdf(order)
 
 
 def order_for_checkout_key(*, key: str) -> Order | None:
@@ -85,6 +91,9 @@ class OrderProgress:
     state: str  # an ``Order.Status`` value
     in_flight: bool  # something is still pending, running or retrying: the page keeps polling
     follow_ups: list[FollowUpProgress]
+    # (kind, label) of checkout follow-ups no longer in the ledger: retention pruned them long
+    # after they succeeded (FOLLOW_UP_RETENTION_DAYS). Shown as done, the invoice downloadable.
+    pruned_steps: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -100,6 +109,10 @@ def order_state(follow_ups: list[FollowUp], *, now: datetime | None = None) -> s
     placed otherwise.
     """
     now = now or timezone.now()
+    if not follow_ups:
+        # Written with the order, in its transaction: none left means they succeeded long ago
+        # and retention pruned them (FOLLOW_UP_RETENTION_DAYS).
+        return Order.Status.READY
     if any(f.status == FollowUp.Status.DEAD for f in follow_ups):
         return Order.Status.NEEDS_ATTENTION
     if follow_ups and all(f.status == FollowUp.Status.SUCCEEDED for f in follow_ups):
@@ -114,10 +127,17 @@ def order_state(follow_ups: list[FollowUp], *, now: datetime | None = None) -> s
 
 
 def order_progress(order: Order, follow_ups: list[FollowUp] | None = None) -> OrderProgress:
-    follow_ups = order_follow_ups(order) if follow_ups is None else list(follow_ups)
+    from_ledger = follow_ups is None
+    follow_ups = order_follow_ups(order) if from_ledger else list(follow_ups)
+    present = {f.kind for f in follow_ups}
     return OrderProgress(
         state=order_state(follow_ups),
         in_flight=any(f.status in IN_FLIGHT for f in follow_ups),
+        pruned_steps=tuple(
+            (kind, kind_get(kind).label)
+            for kind in CHECKOUT_KINDS
+            if from_ledger and kind not in present
+        ),
         follow_ups=[
             FollowUpProgress(
                 follow_up=f,

@@ -5,7 +5,7 @@ catalog's (``shop.tasks``), the dead-letter digest the engine's (``follow_ups.ta
 
 from celery import shared_task
 
-from orders import recurring
+from orders import recurring, retention
 from scheduling.services import job_run
 
 # --- Recurring and delayed jobs ------------------------------------------------------------------
@@ -17,6 +17,12 @@ from scheduling.services import job_run
 @shared_task(soft_time_limit=300, time_limit=330)
 def cleanup_task(period: str | None = None) -> dict:
     return job_run(job="cleanup", period=period, work=recurring.cleanup_run)
+
+
+# Chunks stop starting after RETENTION_RUN_MAX_SECONDS (25 min by default), inside these limits.
+@shared_task(soft_time_limit=1800, time_limit=1860)
+def retention_task(period: str | None = None) -> dict:
+    return job_run(job="retention", period=period, work=retention.retention_prune)
 
 
 @shared_task(soft_time_limit=600, time_limit=660)

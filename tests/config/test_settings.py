@@ -90,3 +90,58 @@ def test_the_tests_run_with_every_recovery_timing_of_production():
     tests = settings_under({"DJANGO_SETTINGS_MODULE": "config.settings_test"}, *timings)
 
     assert tests == production
+
+
+def refusal_under(env: dict[str, str]) -> str:
+    """The last line a process started with ``env`` prints when it refuses to start."""
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", "import django; django.setup()"],
+        cwd=REPO,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_retention_defaults_keep_delivery_logs_longer_than_follow_ups_and_invoices_for_ever():
+    days = settings_under(
+        {},
+        "RETENTION_DAYS",
+        "FOLLOW_UP_RETENTION_DAYS",
+        "FOLLOW_UP_DEAD_RETENTION_DAYS",
+        "EMAIL_DELIVERY_RETENTION_DAYS",
+        "PAYMENT_ATTEMPT_RETENTION_DAYS",
+        "CHECKOUT_REQUEST_RETENTION_DAYS",
+        "INVOICE_PDF_RETENTION_DAYS",
+        "RETENTION_CHUNK_SIZE",
+    )
+
+    assert days == {
+        "RETENTION_DAYS": 90,
+        "FOLLOW_UP_RETENTION_DAYS": 30,
+        "FOLLOW_UP_DEAD_RETENTION_DAYS": 365,
+        "EMAIL_DELIVERY_RETENTION_DAYS": 90,
+        "PAYMENT_ATTEMPT_RETENTION_DAYS": 180,
+        "CHECKOUT_REQUEST_RETENTION_DAYS": 7,
+        "INVOICE_PDF_RETENTION_DAYS": 0,
+        "RETENTION_CHUNK_SIZE": 1000,
+    }
+
+
+def test_a_follow_up_retention_shorter_than_the_cart_reminder_period_is_refused_at_start():
+    line = refusal_under({"FOLLOW_UP_RETENTION_DAYS": "3"})
+
+    assert line.endswith(
+        "FOLLOW_UP_RETENTION_DAYS (3) must be at least CART_REMINDER_PERIOD_DAYS (7): the "
+        "reminders read the ledger to send one per address per period."
+    )
+
+
+def test_a_negative_retention_is_refused_at_start_naming_the_setting():
+    line = refusal_under({"EMAIL_DELIVERY_RETENTION_DAYS": "-1"})
+
+    assert line.endswith(
+        "EMAIL_DELIVERY_RETENTION_DAYS must be a number of days, or 0 to keep for ever."
+    )

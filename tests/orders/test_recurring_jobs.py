@@ -11,9 +11,7 @@ import time_machine
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.test import Client
-from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
-from django_celery_results.models import TaskResult
 
 from config.schedules import SCHEDULES
 from follow_ups.models import FollowUp
@@ -67,6 +65,7 @@ FIRES = [
     ("cart-reminders", "12:10:00", "12:19:59", "12:20:00"),
     ("review-requests", "12:30:00", "13:29:59", "13:30:00"),
     ("ops-queue-sample", "12:00:00", "12:00:29", "12:00:30"),
+    ("retention", "03:40:00", "+1 03:39:59", "+1 03:40:00"),
 ]
 
 
@@ -94,28 +93,14 @@ def test_each_schedule_fires_when_due_in_utc_and_not_before(name, last_run, not_
 # --- Cleanup --------------------------------------------------------------------------------------
 
 
-def test_cleanup_deletes_only_what_is_past_expiry_or_retention():
-    with time_machine.travel(DAY - timedelta(days=31), tick=False):
-        TaskResult.objects.create(task_id="old", status="SUCCESS")
-        EmailDelivery.objects.create(purpose_key="old", recipient="a@example.com", status="sent")
-        EmailDelivery.objects.create(
-            purpose_key="old-failed", recipient="a@example.com", status="failed"
-        )
-        JobRun.objects.create(
-            job="probe", period="old", started_at=timezone.now(), outcome="succeeded"
-        )
-        AbandonedCart.objects.create(
-            session_key="old", email="a@example.com", items={"X": 1}, touched_at=timezone.now()
-        )
+def test_cleanup_deletes_only_expired_sessions_and_finished_failure_windows():
+    """What is kept for a retention period is the retention job's (tests/orders/test_retention.py)."""
     CheckoutFailures.objects.create(
         client="203.0.113.7", window_start=DAY - timedelta(days=2), failures=10
     )
     CheckoutFailures.objects.create(
         client="203.0.113.7", window_start=DAY - timedelta(minutes=10), failures=3
     )
-    with time_machine.travel(DAY - timedelta(days=29), tick=False):
-        TaskResult.objects.create(task_id="recent", status="SUCCESS")
-        EmailDelivery.objects.create(purpose_key="recent", recipient="a@example.com", status="sent")
     expired = SessionStore()
     expired.set_expiry(60)
     with time_machine.travel(DAY - timedelta(minutes=2), tick=False):
@@ -130,18 +115,10 @@ def test_cleanup_deletes_only_what_is_past_expiry_or_retention():
         "job": "cleanup",
         "period": DAY.isoformat(),
         "sessions": 1,
-        "task_results": 1,
-        "email_deliveries": 1,
-        "job_runs": 1,
-        "abandoned_carts": 1,
         "checkout_failures": 1,
     }
     assert list(Session.objects.values_list("session_key", flat=True)) == [live.session_key]
-    assert list(TaskResult.objects.values_list("task_id", flat=True)) == ["recent"]
-    assert set(EmailDelivery.objects.values_list("purpose_key", flat=True)) == {
-        "old-failed",
-        "recent",
-    }
+    assert list(CheckoutFailures.objects.values_list("failures", flat=True)) == [3]
     assert JobRun.objects.get(job="cleanup").counts["sessions"] == 1
 
 
