@@ -129,7 +129,10 @@ def warehouse_outage(stack, warehouse, smtp_server, *, outage_seconds: float, or
     shipped = [s["order_number"] for s in warehouse.shipments() if s["order_number"] in numbers]
     assert sorted(shipped) == sorted(numbers)  # one shipment each, none twice
     one_confirmation_each(smtp_server, result["ids"])
-    print(f"warehouse outage {outage_seconds:.0f} s, {orders} orders: {result}")
+    print(
+        f"warehouse outage {outage_seconds:.0f} s, {orders} orders:",
+        {k: v for k, v in result.items() if k != "ids"},
+    )
 
 
 def test_a_warehouse_outage_is_waited_out_and_every_order_ships_once(
@@ -155,7 +158,7 @@ def test_an_smtp_outage_is_waited_out_and_every_confirmation_is_sent_once(
         start=lambda: smtp_server.outage(None),
     )
     one_confirmation_each(smtp_server, result["ids"])
-    print(f"smtp outage: {result}")
+    print("smtp outage:", {k: v for k, v in result.items() if k != "ids"})
 
 
 @pytest.mark.long
