@@ -39,8 +39,8 @@ def skewed_stack(private_stack, tmp_path):
     """The private stack with its worker's clock ``offset`` seconds off; relay and web true."""
     (tmp_path / "sitecustomize.py").write_text(SKEW_SITECUSTOMIZE)
 
-    def make(offset: float):
-        stack = private_stack(worker=False)
+    def make(offset: float, **env):
+        stack = private_stack(worker=False, extra_env=env)
         return worker_with_clock(stack, offset, tmp_path)
 
     make.path = tmp_path
@@ -73,7 +73,7 @@ def test_the_workers_clock_really_is_off(skewed_stack, offset):
 def test_a_worker_whose_clock_is_off_keeps_its_slow_work(skewed_stack, warehouse, offset):
     # The warehouse call outlasts the lease (15 s): only renewals keep it. A lease written on a
     # clock 15 minutes slow would look lapsed to the relay at once and the work be taken over.
-    stack = skewed_stack(offset)
+    stack = skewed_stack(offset, WAREHOUSE_TIMEOUT_SECONDS="30")  # the client waits for it
     warehouse.configure(latency_ms=20_000)
     calls_before = warehouse.shipment_requests()
 
