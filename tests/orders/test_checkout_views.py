@@ -102,7 +102,7 @@ def test_a_declined_card_is_a_form_error_and_nothing_is_written(cart_client, pro
     [
         ("email", "nope", b"Enter a valid email address."),
         ("name", "", b"This field is required."),
-        ("card_number", "12ab", b"Enter a card number of 12 to 19 digits."),
+        ("card_number", "12ab", b"Enter a card number of 12 to 19 digits (0 to 9)."),
     ],
 )
 def test_bad_fields_are_form_errors(cart_client, field, value, message):
