@@ -239,8 +239,8 @@ def _claim_until():
 
 def checkout_key_claim(*, key: str, request_hash: str) -> KeyClaim | Order:
     """Claim the key in its own committed row before anything is charged, or answer without
-    charging: the key's order if its request finished, ``IdempotencyKeyInProgress`` if another
-    request holds it, ``IdempotencyKeyReused`` if it was used for a different request.
+    charging: the key's order if its request finished (``IdempotencyKeyReused`` if that request
+    was a different one), ``IdempotencyKeyInProgress`` while another request holds it.
 
     A claim lapses ``PAYMENT_VOID_AFTER_SECONDS`` after it was taken (compared with the
     database's clock); a lapsed or released one is taken over only once the charge it started is
@@ -283,9 +283,9 @@ def checkout_key_claim(*, key: str, request_hash: str) -> KeyClaim | Order:
         payment_attempt=None,
     ):
         return KeyClaim(pk=request.pk, owner=owner)
-    if request.owner and request.request_hash != request_hash:
-        raise IdempotencyKeyReused()
-    raise IdempotencyKeyInProgress()  # held, or released with its charge still being voided
+    # Held by a request that has not finished, or released with its charge still being voided;
+    # whether this request is the same one is told once that is settled.
+    raise IdempotencyKeyInProgress()
 
 
 def checkout_key_release(*, claim: KeyClaim) -> None:
