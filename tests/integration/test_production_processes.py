@@ -57,6 +57,7 @@ def production_env(transactional_db, private_vhost, smtp_server, tmp_path) -> di
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(smtp_server.port),
         "SITE_URL": f"http://127.0.0.1:{web_port}",
+        "PAYMENT_GATEWAY": "devtools.payment_gateway.SimulatedGateway",  # a demo's, by name
         "VAR_DIR": str(tmp_path / "var"),
         "WEB_BIND": f"127.0.0.1:{web_port}",
         "WEB_CONCURRENCY": "2",
