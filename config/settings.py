@@ -326,6 +326,10 @@ LOGGING = {
 # --- Ops: /ops/, /metrics, /readyz, /healthz/background -------------------------------------------
 # A Prometheus scraper sends "Authorization: Bearer <token>"; unset, /metrics is for staff only.
 OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
+# Open to anyone here; production (off) keeps /healthz/background to staff and to the bearer of
+# OPS_METRICS_TOKEN, as /metrics, and the API's docs (/api/docs, /api/openapi.json) to staff.
+# /healthz and /readyz, the orchestrators' probes, are public everywhere.
+OPS_DIAGNOSTICS_PUBLIC = env_bool("OPS_DIAGNOSTICS_PUBLIC", DEBUG)
 # /healthz/background (not /readyz, which asks the database only) answers 503 when the relay last
 # ticked longer ago than this.
 OPS_READY_BEAT_MAX_AGE_SECONDS = int(os.environ.get("OPS_READY_BEAT_MAX_AGE_SECONDS", "60"))

@@ -81,6 +81,9 @@ EMAIL_BACKEND = (
     else FAILURE_LAB_REAL_EMAIL_BACKEND
 )
 
+# /healthz/background and the API's docs are not for the public (config/settings.py).
+OPS_DIAGNOSTICS_PUBLIC = False
+
 # --- HTTPS ----------------------------------------------------------------------------------------
 # Behind a proxy that terminates TLS, trust its X-Forwarded-Proto so request.is_secure() is right
 # and the redirect below does not loop. Only enable it when the proxy always sets that header.
