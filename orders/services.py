@@ -623,10 +623,14 @@ def checkout_throttle_reserve(*, client: str) -> ThrottleSlot | None:
 
 def checkout_throttle_release(*, slot: ThrottleSlot) -> None:
     """The checkout did not fail through the client (an order was placed, stock ran out, the
-    bank did not answer): give its slot back."""
-    CheckoutFailures.objects.filter(
-        client=slot.client, window_start=slot.window_start, failures__gt=0
-    ).update(failures=F("failures") - 1)
+    bank did not answer): give its slot back. Never the request's failure: at worst the slot
+    stays taken until the window ends."""
+    try:
+        CheckoutFailures.objects.filter(
+            client=slot.client, window_start=slot.window_start, failures__gt=0
+        ).update(failures=F("failures") - 1)
+    except DatabaseError:
+        logger.exception("checkout slot of %s: kept until its window ends", slot.client)
 
 
 def checkout_failure_record(*, client: str) -> None:
