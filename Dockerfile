@@ -24,6 +24,8 @@ COPY --chown=shop:shop . .
 RUN mkdir -p /app/var && chown shop:shop /app/var \
     && SECRET_KEY=collectstatic-only-build-time-value-not-used-at-run-time-0123456789 \
        ALLOWED_HOSTS=build DATABASE_URL=postgresql://build@localhost/build \
+       CELERY_BROKER_URL=amqp://build@localhost// EMAIL_HOST=build SITE_URL=https://build \
+       PAYMENT_GATEWAY=devtools.payment_gateway.SimulatedGateway \
        python manage.py collectstatic --no-input \
     && chown -R shop:shop /app/var
 

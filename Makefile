@@ -47,7 +47,8 @@ clean:
 .PHONY: run-production bench bench-smoke bench-cluster cluster test-cluster test-cluster-full
 
 # The processes docker-compose.yml runs, natively: set DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY,
-# ALLOWED_HOSTS, CELERY_FLOWER_USER/PASSWORD (see .env.example) first.
+# ALLOWED_HOSTS, EMAIL_HOST, SITE_URL, PAYMENT_GATEWAY (the demo's simulator by name:
+# devtools.payment_gateway.SimulatedGateway), CELERY_FLOWER_USER/PASSWORD (see .env.example) first.
 # The one-shot `release` line runs first, then the long-running ones.
 run-production: $(STAMP)
 	export DJANGO_SETTINGS_MODULE=config.settings_production PATH="$(CURDIR)/$(BIN):$$PATH"; \

@@ -124,6 +124,7 @@ class Stack:
             "EMAIL_HOST": "127.0.0.1",
             "EMAIL_PORT": str(self.smtp.port),
             "SITE_URL": "http://127.0.0.1",
+            "PAYMENT_GATEWAY": "devtools.payment_gateway.SimulatedGateway",
             "WAREHOUSE_URL": f"http://127.0.0.1:{warehouse_port}",
             "VAR_DIR": str(log_dir / "var"),
             "LOG_LEVEL": "WARNING",

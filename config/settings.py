@@ -170,8 +170,11 @@ CHECKOUT_FAILURE_WINDOW_SECONDS = int(os.environ.get("CHECKOUT_FAILURE_WINDOW_SE
 # address is the entry that many from the right, the one the outermost trusted proxy saw; with 0
 # the header is ignored (a client can write anything in it) and the connection's address is used.
 TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
-# The payment gateway (orders.payments). The demo's is simulated; a real one has the same methods.
-PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "devtools.payment_gateway.SimulatedGateway")
+# The payment gateway (orders.payments): the dotted path of a class with the simulator's methods.
+# Development defaults to the simulator; production requires it named (a demo names the simulator).
+PAYMENT_GATEWAY = os.environ.get(
+    "PAYMENT_GATEWAY", "devtools.payment_gateway.SimulatedGateway"
+).strip()
 # A charge whose order has not committed this long after the attempt was written is voided by the
 # engine (the checkout request crashed or hung). Failures the request sees void at once.
 PAYMENT_VOID_AFTER_SECONDS = int(os.environ.get("PAYMENT_VOID_AFTER_SECONDS", "60"))
@@ -402,6 +405,10 @@ LOGGING = {
 # --- Ops: /ops/, /metrics, /readyz, /healthz/background -------------------------------------------
 # A Prometheus scraper sends "Authorization: Bearer <token>"; unset, /metrics is for staff only.
 OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
+# Open to anyone here; production (off) keeps /healthz/background to staff and to the bearer of
+# OPS_METRICS_TOKEN, as /metrics, and the API's docs (/api/docs, /api/openapi.json) to staff.
+# /healthz and /readyz, the orchestrators' probes, are public everywhere.
+OPS_DIAGNOSTICS_PUBLIC = env_bool("OPS_DIAGNOSTICS_PUBLIC", DEBUG)
 # /healthz/background (not /readyz, which asks the database only) answers 503 when the relay last
 # ticked longer ago than this.
 OPS_READY_BEAT_MAX_AGE_SECONDS = int(os.environ.get("OPS_READY_BEAT_MAX_AGE_SECONDS", "60"))

@@ -5,6 +5,7 @@ come from the environment: a missing one stops the process at start-up with a se
 instead of running with a development default.
 """
 
+import importlib.util
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -16,6 +17,7 @@ from config.settings import (
     DATABASES,
     FAILURE_LAB_REAL_EMAIL_BACKEND,
     MIDDLEWARE,
+    PAYMENT_GATEWAY,
     SITE_URL,
     env_bool,
     env_list,
@@ -24,8 +26,10 @@ from config.settings import (
 # What production cannot run without. A missing one stops every process at start-up (web, worker,
 # beat, relay, manage.py) with one sentence naming all of them, instead of falling back to a
 # development default: a SQLite file, the filesystem broker, mail kept in the database and marked
-# sent, links to http://127.0.0.1:8000. (Flower's credentials are checked by config/flowerconfig.py
-# and by the Procfile and compose lines that start it.)
+# sent, links to http://127.0.0.1:8000, orders "paid" through the payment simulator's public test
+# card (a demo names the simulator explicitly: devtools.payment_gateway.SimulatedGateway).
+# (Flower's credentials are checked by config/flowerconfig.py and by the Procfile and compose
+# lines that start it.)
 REQUIRED = (
     "SECRET_KEY",
     "ALLOWED_HOSTS",
@@ -33,6 +37,7 @@ REQUIRED = (
     "CELERY_BROKER_URL",
     "EMAIL_HOST",
     "SITE_URL",
+    "PAYMENT_GATEWAY",
 )
 _missing = [name for name in REQUIRED if not os.environ.get(name, "").strip()]
 if _missing:
@@ -48,6 +53,21 @@ if len(SECRET_KEY) < 50 or SECRET_KEY.startswith(("dev-only", "django-insecure",
         "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "")
+
+
+def _module_exists(dotted: str) -> bool:
+    try:
+        return bool(dotted) and importlib.util.find_spec(dotted) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
+_gateway_module, _, _gateway_class = PAYMENT_GATEWAY.rpartition(".")
+if not (_gateway_class and _module_exists(_gateway_module)):
+    raise ImproperlyConfigured(
+        "PAYMENT_GATEWAY must be the dotted path of the payment gateway's class, like "
+        f"devtools.payment_gateway.SimulatedGateway for a demo (got {PAYMENT_GATEWAY!r})."
+    )
 if not SITE_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured(
         f"SITE_URL must be the shop's public address, like https://shop.example.com (got {SITE_URL!r})."
@@ -60,6 +80,9 @@ EMAIL_BACKEND = (
     if FAILURE_LAB
     else FAILURE_LAB_REAL_EMAIL_BACKEND
 )
+
+# /healthz/background and the API's docs are not for the public (config/settings.py).
+OPS_DIAGNOSTICS_PUBLIC = False
 
 # --- HTTPS ----------------------------------------------------------------------------------------
 # Behind a proxy that terminates TLS, trust its X-Forwarded-Proto so request.is_secure() is right

@@ -49,6 +49,7 @@ class SimulatedCharge(models.Model):
     class Status(models.TextChoices):
         CHARGED = "charged"
         VOIDED = "voided"
+        DECLINED = "declined"  # refused: no money moved, but the request reached the gateway
 
     idempotency_key = models.CharField(max_length=255, unique=True)
     reference = models.CharField(max_length=64, unique=True)

@@ -42,24 +42,23 @@ class SimulatedGateway:
     NoAnswer = NoAnswer
 
     def charge(self, *, card_number: str, amount: Decimal, idempotency_key: str) -> str:
-        """Charge the card once per idempotency key and return the charge's reference."""
-        if card_number not in TEST_CARDS:
-            raise Declined("card_declined", "This card was declined. Use one of the test cards.")
-        refusal = TEST_CARDS[card_number][1]
+        """Charge the card once per idempotency key and return the charge's reference. A refusal
+        is in the ledger too (``DECLINED``), as a real gateway's dashboard lists it."""
+        refusal = TEST_CARDS[card_number][1] if card_number in TEST_CARDS else "unknown_card"
         if refusal:
+            _record(idempotency_key, amount, SimulatedCharge.Status.DECLINED)
+            delay_ms = PaymentFaults.objects.filter(pk=1).values_list("answer_delay_ms", flat=True)
+            if delay_ms and delay_ms[0]:  # a refusal takes its time too
+                time.sleep(delay_ms[0] / 1000)
+            if refusal == "unknown_card":
+                raise Declined(
+                    "card_declined", "This card was declined. Use one of the test cards."
+                )
             raise Declined(refusal, REFUSALS[refusal])
         lose_answer, delay_ms, charge_delay_ms = _faults_take()
         if charge_delay_ms:  # the request is still on its way: nothing is charged yet
             time.sleep(charge_delay_ms / 1000)
-        digest = hashlib.sha256(f"{idempotency_key}:{amount}".encode()).hexdigest()
-        try:
-            with transaction.atomic():
-                charge, _ = SimulatedCharge.objects.get_or_create(
-                    idempotency_key=idempotency_key,
-                    defaults={"reference": f"pay_{digest[:24]}", "amount": amount},
-                )
-        except IntegrityError:  # the same key, concurrently: one charge stands
-            charge = SimulatedCharge.objects.get(idempotency_key=idempotency_key)
+        charge = _record(idempotency_key, amount, SimulatedCharge.Status.CHARGED)
         if delay_ms:
             time.sleep(delay_ms / 1000)
         if lose_answer:
@@ -77,6 +76,24 @@ class SimulatedGateway:
         return (
             charge.reference if voided or charge.status == SimulatedCharge.Status.VOIDED else None
         )
+
+
+def _record(idempotency_key: str, amount: Decimal, status: str) -> SimulatedCharge:
+    digest = hashlib.sha256(f"{idempotency_key}:{amount}".encode()).hexdigest()
+    prefix = "dec" if status == SimulatedCharge.Status.DECLINED else "pay"
+    try:
+        with transaction.atomic():
+            charge, _ = SimulatedCharge.objects.get_or_create(
+                idempotency_key=idempotency_key,
+                defaults={
+                    "reference": f"{prefix}_{digest[:24]}",
+                    "amount": amount,
+                    "status": status,
+                },
+            )
+    except IntegrityError:  # the same key, concurrently: one charge stands
+        charge = SimulatedCharge.objects.get(idempotency_key=idempotency_key)
+    return charge
 
 
 def _faults_take() -> tuple[bool, int, int]:

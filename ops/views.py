@@ -1,5 +1,6 @@
 """The ops page, the failure lab, ``/metrics`` and the probes. HTTP only: selectors and services do the work."""
 
+import functools
 import secrets
 from datetime import timedelta
 
@@ -37,17 +38,40 @@ def dashboard(request):
     return response
 
 
+def _staff_or_token(request) -> bool:
+    """A staff login, or a monitor with ``Authorization: Bearer <OPS_METRICS_TOKEN>``."""
+    token = settings.OPS_METRICS_TOKEN
+    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    token_ok = bool(token) and secrets.compare_digest(offered.encode(), token.encode())
+    return token_ok or (request.user.is_authenticated and request.user.is_staff)
+
+
+def _authentication_required(realm: str) -> HttpResponse:
+    response = HttpResponse("authentication required\n", status=401, content_type="text/plain")
+    response["WWW-Authenticate"] = f'Bearer realm="{realm}"'
+    return response
+
+
+def staff_unless_public(view):
+    """For diagnostics (the API's docs): open while ``OPS_DIAGNOSTICS_PUBLIC``, else for staff,
+    who sign in as for ``/ops/``."""
+    staff_view = staff_member_required(view)
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if settings.OPS_DIAGNOSTICS_PUBLIC:
+            return view(request, *args, **kwargs)
+        return staff_view(request, *args, **kwargs)
+
+    return wrapped
+
+
 @never_cache
 @require_GET
 def metrics(request):
     """Prometheus text format; for staff, or for a scraper with ``Authorization: Bearer <token>``."""
-    token = settings.OPS_METRICS_TOKEN
-    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    token_ok = bool(token) and secrets.compare_digest(offered.encode(), token.encode())
-    if not token_ok and not (request.user.is_authenticated and request.user.is_staff):
-        response = HttpResponse("authentication required\n", status=401, content_type="text/plain")
-        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
+    if not _staff_or_token(request):
+        return _authentication_required("metrics")
     registry = registry_for(selectors.ops_snapshot())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
@@ -79,8 +103,11 @@ def background_health(request):
     """Is background work flowing? The broker, the relay and beat ticking, a worker answering.
 
     For alerts and dashboards, not for the web's readiness (``/readyz``): when this is 503, orders
-    are still taken and their follow-ups wait in the database.
+    are still taken and their follow-ups wait in the database. In production, for staff and for
+    a monitor with the metrics token, as ``/metrics``.
     """
+    if not settings.OPS_DIAGNOSTICS_PUBLIC and not _staff_or_token(request):
+        return _authentication_required("ops")
     now = timezone.now()
     max_age = timedelta(seconds=settings.OPS_READY_BEAT_MAX_AGE_SECONDS)
     last_tick = selectors.last_relay_tick()

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, Field, StrictInt, StringConstraints
 
 from orders import selectors, services
 from orders.models import Order
-from orders.payments import PaymentRefused
+from orders.payments import CARD_NUMBER_ERROR, PaymentRefused, card_number_digits
 
 router = Router(tags=["orders"])
 
@@ -39,9 +39,9 @@ def _email(value: str) -> str:
 
 
 def _card_number(value: str) -> str:
-    digits = value.replace(" ", "").replace("-", "")
-    if not digits.isdigit() or not 12 <= len(digits) <= 19:
-        raise ValueError("Enter a card number of 12 to 19 digits.")
+    digits = card_number_digits(value)
+    if digits is None:
+        raise ValueError(CARD_NUMBER_ERROR)
     return digits
 
 
@@ -128,16 +128,6 @@ def order_create(
         remote_addr=request.META.get("REMOTE_ADDR", ""),
         forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR", ""),
     )
-    if wait := services.checkout_throttle_wait(client=client):
-        response = JsonResponse(
-            {
-                "detail": f"Too many failed checkouts from this address; retry in {wait} s.",
-                "code": "too_many_failures",
-            },
-            status=429,
-        )
-        response["Retry-After"] = str(wait)
-        return response
     try:
         placed = services.order_place(
             email=payload.email,
@@ -148,10 +138,16 @@ def order_create(
             ],
             card_number=payload.card_number,
             idempotency_key=idempotency_key or None,
+            client=client,
         )
-    except PaymentRefused as exc:
-        services.checkout_failure_record(client=client)
+    except PaymentRefused as exc:  # counted against the client: its slot is kept
         return Status(402, {"detail": exc.message, "code": exc.code})
+    except services.CheckoutThrottled as exc:
+        response = JsonResponse({"detail": str(exc), "code": "too_many_failures"}, status=429)
+        response["Retry-After"] = str(exc.wait)
+        return response
+    except services.IdempotencyKeyInProgress as exc:
+        return Status(409, {"detail": str(exc), "code": "idempotency_key_in_progress"})
     except services.OutOfStock as exc:
         return Status(409, {"detail": str(exc), "code": "out_of_stock"})
     except services.PriceChanged as exc:

@@ -1,5 +1,7 @@
 from django import forms
 
+from orders.payments import CARD_NUMBER_ERROR, card_number_digits
+
 
 class CardNumberInput(forms.TextInput):
     """Never written back into a page: a form shown again (a refused card, stock that changed)
@@ -49,9 +51,9 @@ class CheckoutForm(forms.Form):
     token = forms.CharField(widget=forms.HiddenInput)
 
     def clean_card_number(self):
-        digits = self.cleaned_data["card_number"].replace(" ", "").replace("-", "")
-        if not digits.isdigit() or not 12 <= len(digits) <= 19:
-            raise forms.ValidationError("Enter a card number of 12 to 19 digits.")
+        digits = card_number_digits(self.cleaned_data["card_number"])
+        if digits is None:
+            raise forms.ValidationError(CARD_NUMBER_ERROR)
         return digits
 
     def clean_country(self):

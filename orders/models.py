@@ -81,11 +81,24 @@ class Invoice(models.Model):
 
 
 class CheckoutRequest(models.Model):
-    """An idempotency key seen at checkout: the same key and body give the same order back."""
+    """An Idempotency-Key seen at checkout, claimed in its own committed row before the card is
+    charged (Stripe's semantics): while ``claimed_until`` is ahead a second request with the key is
+    told the first is in progress; once ``order`` is set the same key and body give that order
+    back. A claim whose request died lapses at ``claimed_until``, and is taken over only once the
+    charge it started (``payment_attempt``) is attached or voided, so a retry never charges twice.
+    """
 
     key = models.CharField(max_length=255, unique=True)
     request_hash = models.CharField(max_length=64)
-    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="checkout_request")
+    order = models.OneToOneField(
+        Order, null=True, blank=True, on_delete=models.CASCADE, related_name="checkout_request"
+    )
+    # The request holding the key: only it may start a charge or save the order under it.
+    owner = models.CharField(max_length=32, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    payment_attempt = models.ForeignKey(
+        "PaymentAttempt", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

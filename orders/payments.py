@@ -2,11 +2,23 @@
 ``devtools.payment_gateway.SimulatedGateway``). Charges and voids carry an idempotency key, so a
 repeat is one operation at the gateway."""
 
+import re
 from decimal import Decimal
 from functools import cache
 
 from django.conf import settings
 from django.utils.module_loading import import_string
+
+# ASCII digits only: str.isdigit() also takes Arabic-Indic, fullwidth or superscript digits, which
+# no gateway reads as a card number.
+CARD_NUMBER = re.compile(r"[0-9]{12,19}")
+CARD_NUMBER_ERROR = "Enter a card number of 12 to 19 digits (0 to 9)."
+
+
+def card_number_digits(value: str) -> str | None:
+    """The card number's digits without spaces or dashes; ``None`` if it is not one."""
+    digits = value.replace(" ", "").replace("-", "")
+    return digits if CARD_NUMBER.fullmatch(digits) else None
 
 
 class PaymentRefused(Exception):

@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Now
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -111,6 +112,24 @@ class IdempotencyKeyReused(CheckoutError):
         super().__init__("This Idempotency-Key was already used for a different order.")
 
 
+class IdempotencyKeyInProgress(CheckoutError):
+    """Another request holds this Idempotency-Key and has not finished: nothing was done."""
+
+    def __init__(self):
+        super().__init__(
+            "A request with this Idempotency-Key is still in progress; "
+            "send it again once that one has finished to get its answer."
+        )
+
+
+class CheckoutThrottled(CheckoutError):
+    """Too many failed checkouts from this client in this window: the card was not tried."""
+
+    def __init__(self, wait: int):
+        super().__init__(f"Too many failed checkouts from this address; retry in {wait} s.")
+        self.wait = wait
+
+
 def order_place(
     *,
     email: str,
@@ -119,78 +138,165 @@ def order_place(
     lines: list[LineRequest],
     card_number: str,
     idempotency_key: str | None = None,
+    client: str | None = None,
 ) -> PlacedOrder:
     """Charge the card, then save the order, its lines and its follow-ups in one transaction.
 
     The way real shops complete a checkout (Saleor's ``complete_checkout`` is the model):
 
-    1. refusals that need no money (unknown product, stock) are answered before anything is written;
-    2. a ``PaymentAttempt`` is committed with a ``payment_void`` follow-up that waits
+    1. the ``idempotency_key`` is claimed in its own committed row (``checkout_key_claim``): a
+       repeat of a finished request returns its order, one still in progress raises
+       ``IdempotencyKeyInProgress``, the same key with a different request ``IdempotencyKeyReused``;
+    2. refusals that need no money (unknown product, stock) are answered before anything is written;
+    3. the ``client`` takes one of its failed-checkout slots (``checkout_throttle_reserve``), or
+       ``CheckoutThrottled`` is raised: a refusal keeps the slot, anything else gives it back;
+    4. a ``PaymentAttempt`` is committed with a ``payment_void`` follow-up that waits
        ``PAYMENT_VOID_AFTER_SECONDS``: from here on a charge cannot be lost;
-    3. the card is charged outside every transaction and row lock;
-    4. the order is saved in its own transaction, which attaches the attempt and sets the void aside.
+    5. the card is charged outside every transaction and row lock;
+    6. the order is saved in its own transaction, which attaches the attempt, sets the void aside
+       and completes the key's claim.
 
-    If step 4 fails (stock sold meanwhile, a database error) the void is brought forward and the
+    If step 6 fails (stock sold meanwhile, a database error) the void is brought forward and the
     caller gets ``ChargeVoided``; if the request dies there, the engine voids the charge when the
-    wait ends. A decline writes no order. The follow-ups are published only after commit. With an
-    ``idempotency_key``, a repeat of the same request returns the first order; the same key with a
-    different request raises ``IdempotencyKeyReused``.
+    wait ends. A decline writes no order. A request that ends without an order releases its key,
+    so the same key may be sent again. The follow-ups are published only after commit.
     """
     quantities: dict[str, int] = {}
     for line in lines:
         quantities[line.sku] = quantities.get(line.sku, 0) + line.quantity
-    request_hash = _checkout_hash(email, name, address, quantities, card_number)
+    claim = None
     if idempotency_key:
-        earlier = _order_for_idempotency_key(idempotency_key, request_hash)
-        if earlier is not None:
-            return PlacedOrder(order=earlier, created=False)
-    products = _products_check(quantities, Product.objects.all())
-    total = _total(products, quantities)
-    attempt = payment_attempt_start(
-        checkout_key=idempotency_key or "", amount=total, card_number=card_number
-    )
+        request_hash = _checkout_hash(email, name, address, quantities, card_number)
+        claim = checkout_key_claim(key=idempotency_key, request_hash=request_hash)
+        if isinstance(claim, Order):
+            return PlacedOrder(order=claim, created=False)
+    slot = None
+    refused = False
     try:
-        reference = payment_charge(
-            card_number=card_number, amount=total, idempotency_key=str(attempt.pk)
+        products = _products_check(quantities, Product.objects.all())
+        total = _total(products, quantities)
+        if client is not None:
+            slot = checkout_throttle_reserve(client=client)
+        attempt = payment_attempt_start(
+            checkout_key=idempotency_key or "", amount=total, card_number=card_number, claim=claim
         )
-    except PaymentRefused as exc:
-        payment_attempt_declined(attempt=attempt, code=exc.code)
+        try:
+            reference = payment_charge(
+                card_number=card_number, amount=total, idempotency_key=str(attempt.pk)
+            )
+        except PaymentRefused as exc:
+            refused = True
+            payment_attempt_declined(attempt=attempt, code=exc.code)
+            raise
+        except PaymentUnknown as exc:
+            payment_attempt_abandon(attempt=attempt, failure=f"no answer from the gateway: {exc}")
+            raise ChargeVoided(
+                "We could not confirm your payment with the bank. Any charge has been cancelled; "
+                "please try again."
+            ) from exc
+        try:
+            with transaction.atomic():
+                order, follow_ups = _order_create(
+                    email=email,
+                    name=name,
+                    address=address,
+                    quantities=quantities,
+                    total=total,
+                    attempt=attempt,
+                    payment_reference=reference,
+                    claim=claim,
+                )
+        except BaseException as exc:  # the stock or a price changed, the database failed
+            failure = str(exc) if isinstance(exc, CheckoutError) else f"{type(exc).__name__}: {exc}"
+            payment_attempt_abandon(attempt=attempt, failure=failure)
+            raise
+    except BaseException:
+        if claim is not None:
+            checkout_key_release(claim=claim)
+        if slot is not None and not refused:
+            checkout_throttle_release(slot=slot)
         raise
-    except PaymentUnknown as exc:
-        payment_attempt_abandon(attempt=attempt, failure=f"no answer from the gateway: {exc}")
-        raise ChargeVoided(
-            "We could not confirm your payment with the bank. Any charge has been cancelled; "
-            "please try again."
-        ) from exc
+    if slot is not None:
+        checkout_throttle_release(slot=slot)  # a placed order never counts
+    return PlacedOrder(order=order, created=True, follow_ups=tuple(follow_ups))
+
+
+# --- Idempotency keys: claimed before the charge --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyClaim:
+    """The request's hold on an Idempotency-Key (a ``CheckoutRequest`` row it owns)."""
+
+    pk: int
+    owner: str
+
+
+def _claim_until():
+    # A checkout that has not finished by then has its charge voided anyway (PAYMENT_VOID_AFTER_SECONDS).
+    return Now() + timedelta(seconds=settings.PAYMENT_VOID_AFTER_SECONDS)
+
+
+def checkout_key_claim(*, key: str, request_hash: str) -> KeyClaim | Order:
+    """Claim the key in its own committed row before anything is charged, or answer without
+    charging: the key's order if its request finished (``IdempotencyKeyReused`` if that request
+    was a different one), ``IdempotencyKeyInProgress`` while another request holds it.
+
+    A claim lapses ``PAYMENT_VOID_AFTER_SECONDS`` after it was taken (compared with the
+    database's clock); a lapsed or released one is taken over only once the charge it started is
+    attached or voided, so two charges for one key never stand at the gateway together.
+    """
+    owner = secrets.token_hex(16)
     try:
         with transaction.atomic():
-            order, follow_ups = _order_create(
-                email=email,
-                name=name,
-                address=address,
-                quantities=quantities,
-                total=total,
-                attempt=attempt,
-                payment_reference=reference,
+            claim = CheckoutRequest.objects.create(
+                key=key, request_hash=request_hash, owner=owner, claimed_until=_claim_until()
             )
-            if idempotency_key:
-                CheckoutRequest.objects.create(
-                    key=idempotency_key, request_hash=request_hash, order=order
-                )
-    except IntegrityError:
-        # A concurrent request with the same key committed first: answer with its order.
-        earlier = idempotency_key and _order_for_idempotency_key(idempotency_key, request_hash)
-        payment_attempt_abandon(attempt=attempt, failure="the same checkout committed first")
-        if not earlier:
-            raise
-        return PlacedOrder(order=earlier, created=False)
-    except CheckoutError as exc:  # the stock or a price changed while the card was charged
-        payment_attempt_abandon(attempt=attempt, failure=str(exc))
-        raise
-    except BaseException as exc:
-        payment_attempt_abandon(attempt=attempt, failure=f"{type(exc).__name__}: {exc}")
-        raise
-    return PlacedOrder(order=order, created=True, follow_ups=tuple(follow_ups))
+        return KeyClaim(pk=claim.pk, owner=owner)
+    except IntegrityError:  # the key is known: finished, in progress, or free to take over
+        pass
+    request = (
+        CheckoutRequest.objects.select_related("order", "payment_attempt").filter(key=key).first()
+    )
+    if request is None:
+        raise IdempotencyKeyInProgress()  # a moment ago it was there: treat it as busy
+    if request.order is not None:
+        if request.request_hash != request_hash:
+            raise IdempotencyKeyReused()
+        return request.order
+    charge_open = (
+        request.payment_attempt is not None
+        and request.payment_attempt.status == PaymentAttempt.Status.STARTED
+    )
+    # Compare-and-set on the claim as read: of two requests taking it over, one wins; a holder
+    # that started a charge meanwhile keeps it.
+    if not charge_open and CheckoutRequest.objects.filter(
+        pk=request.pk,
+        owner=request.owner,
+        payment_attempt=request.payment_attempt_id,
+        claimed_until__lte=Now(),
+        order__isnull=True,
+    ).update(
+        request_hash=request_hash,
+        owner=owner,
+        claimed_until=_claim_until(),
+        payment_attempt=None,
+    ):
+        return KeyClaim(pk=request.pk, owner=owner)
+    # Held by a request that has not finished, or released with its charge still being voided;
+    # whether this request is the same one is told once that is settled.
+    raise IdempotencyKeyInProgress()
+
+
+def checkout_key_release(*, claim: KeyClaim) -> None:
+    """The request ends without an order: its key may be sent again (taken over once the charge
+    it started, if any, is voided)."""
+    try:
+        CheckoutRequest.objects.filter(pk=claim.pk, owner=claim.owner, order__isnull=True).update(
+            owner="", claimed_until=Now()
+        )
+    except DatabaseError:
+        logger.exception("checkout key claim %s: it lapses on its own", claim.pk)
 
 
 def _products_check(quantities: dict[str, int], products_qs) -> list[Product]:
@@ -221,6 +327,7 @@ def _order_create(
     total: Decimal,
     attempt: PaymentAttempt,
     payment_reference: str,
+    claim: KeyClaim | None = None,
 ) -> tuple[Order, list[FollowUp]]:
     # Lock rows in primary-key order so concurrent checkouts of overlapping carts cannot deadlock.
     products = _products_check(quantities, Product.objects.select_for_update())
@@ -250,6 +357,10 @@ def _order_create(
     )
     if not attached:
         raise ChargeVoided("Your payment took too long and was cancelled; please try again.")
+    if claim is not None and not CheckoutRequest.objects.filter(
+        pk=claim.pk, owner=claim.owner, order__isnull=True
+    ).update(order=order, claimed_until=None):
+        raise ChargeVoided("This checkout was taken over by a later request; please try again.")
     follow_ups_set_aside(keys=[payment_void_key(attempt)], reason=f"order {order.number} saved")
     OrderLine.objects.bulk_create(
         OrderLine(
@@ -280,13 +391,19 @@ def payment_void_key(attempt: PaymentAttempt) -> str:
 
 
 def payment_attempt_start(
-    *, checkout_key: str, amount: Decimal, card_number: str
+    *, checkout_key: str, amount: Decimal, card_number: str, claim: KeyClaim | None = None
 ) -> PaymentAttempt:
-    """Commit the attempt and its waiting void before the card is charged."""
+    """Commit the attempt and its waiting void before the card is charged; under an idempotency
+    key, only while this request still holds the key's claim (``IdempotencyKeyInProgress`` if a
+    later request took a lapsed claim over)."""
     with transaction.atomic():
         attempt = PaymentAttempt.objects.create(
             checkout_key=checkout_key, amount=amount, card_last4=card_number[-4:]
         )
+        if claim is not None and not CheckoutRequest.objects.filter(
+            pk=claim.pk, owner=claim.owner, order__isnull=True
+        ).update(payment_attempt=attempt, claimed_until=_claim_until()):
+            raise IdempotencyKeyInProgress()
         follow_ups_create(
             follow_ups=[
                 NewFollowUp(
@@ -381,15 +498,6 @@ def _checkout_hash(email, name, address, quantities, card_number) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _order_for_idempotency_key(key: str, request_hash: str) -> Order | None:
-    request = CheckoutRequest.objects.select_related("order").filter(key=key).first()
-    if request is None:
-        return None
-    if request.request_hash != request_hash:
-        raise IdempotencyKeyReused()
-    return request.order
-
-
 # --- The follow-ups themselves --------------------------------------------------------------------
 
 
@@ -480,22 +588,54 @@ def checkout_client(*, remote_addr: str, forwarded_for: str) -> str:
     return remote_addr or "unknown"
 
 
-def checkout_throttle_wait(*, client: str) -> int:
-    """Seconds this client must wait before checking out again; 0 if it may go on."""
+@dataclass(frozen=True)
+class ThrottleSlot:
+    client: str
+    window_start: datetime
+
+
+def checkout_throttle_reserve(*, client: str) -> ThrottleSlot | None:
+    """Take one of the client's failed-checkout slots before its card is tried, or raise
+    ``CheckoutThrottled`` with the seconds to wait. A conditional increment (``failures < limit``),
+    so however many checkouts arrive at once, at most ``CHECKOUT_FAILURES_PER_CLIENT`` of them
+    reach the gateway per window unless earlier ones were placed; ``None`` when the limit is off.
+    """
     limit = settings.CHECKOUT_FAILURES_PER_CLIENT
     if not limit:
-        return 0
+        return None
     window_start, left = _checkout_window(timezone.now())
-    failures = (
-        CheckoutFailures.objects.filter(client=client, window_start=window_start)
-        .values_list("failures", flat=True)
-        .first()
-    )
-    return max(1, math.ceil(left)) if failures and failures >= limit else 0
+    window = CheckoutFailures.objects.filter(client=client, window_start=window_start)
+    for _ in range(2):
+        if window.filter(failures__lt=limit).update(failures=F("failures") + 1):
+            return ThrottleSlot(client=client, window_start=window_start)
+        if window.exists():
+            raise CheckoutThrottled(max(1, math.ceil(left)))
+        try:
+            with transaction.atomic():
+                CheckoutFailures.objects.create(
+                    client=client, window_start=window_start, failures=1
+                )
+            return ThrottleSlot(client=client, window_start=window_start)
+        except IntegrityError:  # another request opened the window first: take a slot in it
+            continue
+    raise CheckoutThrottled(max(1, math.ceil(left)))
+
+
+def checkout_throttle_release(*, slot: ThrottleSlot) -> None:
+    """The checkout did not fail through the client (an order was placed, stock ran out, the
+    bank did not answer): give its slot back. Never the request's failure: at worst the slot
+    stays taken until the window ends."""
+    try:
+        CheckoutFailures.objects.filter(
+            client=slot.client, window_start=slot.window_start, failures__gt=0
+        ).update(failures=F("failures") - 1)
+    except DatabaseError:
+        logger.exception("checkout slot of %s: kept until its window ends", slot.client)
 
 
 def checkout_failure_record(*, client: str) -> None:
-    """Count a refused card or a rejected checkout form against the client's window."""
+    """Count a failure that never reached the gateway (a rejected checkout form, a reused key)
+    against the client's window; a refused card keeps the slot it reserved instead."""
     if not settings.CHECKOUT_FAILURES_PER_CLIENT:
         return
     window_start, _ = _checkout_window(timezone.now())

@@ -43,15 +43,6 @@ def checkout(request):
         remote_addr=request.META.get("REMOTE_ADDR", ""),
         forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR", ""),
     )
-    if request.method == "POST" and (wait := services.checkout_throttle_wait(client=client)):
-        form.add_error(
-            None,
-            "Too many checkouts from your connection failed. "
-            f"Please try again in {math.ceil(wait / 60)} minutes.",
-        )
-        response = _checkout_render(request, form, lines, status=429)
-        response["Retry-After"] = str(wait)
-        return response
     if request.method == "POST" and form.is_bound:
         _abandoned_cart_remember(request, form, cart)
         if not form.is_valid():
@@ -86,10 +77,25 @@ def checkout(request):
                 ],
                 card_number=data["card_number"],
                 idempotency_key=_checkout_key(data["token"]),
+                client=client,
             )
-        except PaymentRefused as exc:
-            services.checkout_failure_record(client=client)
+        except PaymentRefused as exc:  # counted against the client: its slot is kept
             form.add_error("card_number", exc.message)
+        except services.CheckoutThrottled as exc:
+            form.add_error(
+                None,
+                "Too many checkouts from your connection failed. "
+                f"Please try again in {math.ceil(exc.wait / 60)} minutes.",
+            )
+            response = _checkout_render(request, form, lines, status=429)
+            response["Retry-After"] = str(exc.wait)
+            return response
+        except services.IdempotencyKeyInProgress:  # a double click while the first still pays
+            form.add_error(
+                None,
+                "This order is already being placed. Wait a moment, then submit again to see it.",
+            )
+            return _checkout_render(request, form, lines, status=409)
         except services.OutOfStock as exc:
             # Stock changed under the form: the cart takes what is left, the form keeps what was
             # typed, and the shopper checks the new total and submits again.

@@ -341,6 +341,7 @@ class Cluster:
                 "EMAIL_HOST": network.gateway,
                 "EMAIL_PORT": str(smtp.port),
                 "SITE_URL": f"http://{web.address}:8000",
+                "PAYMENT_GATEWAY": "devtools.payment_gateway.SimulatedGateway",
                 "WEB_BIND": f"{web.address}:8000",
                 "WEB_CONCURRENCY": "2",
                 "CRITICAL_CONCURRENCY": "1",

@@ -4,6 +4,7 @@ No Docker engine runs here, so the compose files are checked as data; the comman
 run natively by tests/integration/test_production_processes.py.
 """
 
+import ast
 import re
 import shlex
 from pathlib import Path
@@ -190,7 +191,22 @@ def test_env_example_names_every_variable_compose_requires():
 
     assert required <= example, required - example
     assert {"SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL"} <= example
+    assert {"EMAIL_HOST", "SITE_URL", "PAYMENT_GATEWAY"} <= example
     assert "DJANGO_SETTINGS_MODULE" in example
+
+
+def test_the_image_builds_with_every_variable_production_requires():
+    """collectstatic imports the production settings at build time: each required variable needs
+    a build-only value there, or the build stops with the sentence naming it."""
+    settings_source = (REPO / "config" / "settings_production.py").read_text()
+    required = ast.literal_eval(
+        re.search(r"^REQUIRED = (\(.*?\))", settings_source, re.S | re.M)[1]
+    )
+    build = (REPO / "Dockerfile").read_text().split("python manage.py collectstatic")[0]
+
+    assert "PAYMENT_GATEWAY" in required
+    for name in required:
+        assert re.search(rf"\b{name}=\S", build), name
 
 
 def test_the_redis_variant_swaps_the_broker_and_keeps_every_process():

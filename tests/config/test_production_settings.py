@@ -17,6 +17,7 @@ PRODUCTION_ENV = {
     "CELERY_BROKER_URL": "amqp://shop:secret@rabbitmq.example.com:5672//",
     "EMAIL_HOST": "smtp.example.com",
     "SITE_URL": "https://shop.example.com",
+    "PAYMENT_GATEWAY": "devtools.payment_gateway.SimulatedGateway",
 }
 
 
@@ -102,6 +103,7 @@ REQUIRED = (
     "CELERY_BROKER_URL",
     "EMAIL_HOST",
     "SITE_URL",
+    "PAYMENT_GATEWAY",
 )
 
 
@@ -123,6 +125,37 @@ def test_production_names_every_missing_variable_in_one_sentence(tmp_path):
     assert (
         "EMAIL_HOST, SITE_URL must be set in the environment for production (see .env.example)."
         in result.stderr.splitlines()[-1]
+    )
+
+
+def test_production_refuses_to_start_without_a_payment_gateway_named(tmp_path):
+    """The development default, the payment simulator, is never production's by omission: its
+    public test card would place real orders."""
+    result = manage(
+        "check", env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path)}, without=("PAYMENT_GATEWAY",)
+    )
+
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[-1].endswith(
+        "PAYMENT_GATEWAY must be set in the environment for production (see .env.example)."
+    )
+
+
+@pytest.mark.parametrize("value", ["  ", "SimulatedGateway", "payments.nowhere.Gateway"])
+def test_production_refuses_a_payment_gateway_that_is_not_a_class_path(tmp_path, value):
+    result = manage(
+        "check", env={**PRODUCTION_ENV, "VAR_DIR": str(tmp_path), "PAYMENT_GATEWAY": value}
+    )
+
+    assert result.returncode != 0
+    assert "PAYMENT_GATEWAY must be" in result.stderr.splitlines()[-1]
+
+
+def test_a_demo_names_the_simulator_explicitly(tmp_path):
+    assert env_example()["PAYMENT_GATEWAY"] == "devtools.payment_gateway.SimulatedGateway"
+    assert (
+        production_value("settings.PAYMENT_GATEWAY", tmp_path)
+        == "devtools.payment_gateway.SimulatedGateway"
     )
 
 

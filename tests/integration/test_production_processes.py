@@ -57,6 +57,7 @@ def production_env(transactional_db, private_vhost, smtp_server, tmp_path) -> di
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(smtp_server.port),
         "SITE_URL": f"http://127.0.0.1:{web_port}",
+        "PAYMENT_GATEWAY": "devtools.payment_gateway.SimulatedGateway",  # a demo's, by name
         "VAR_DIR": str(tmp_path / "var"),
         "WEB_BIND": f"127.0.0.1:{web_port}",
         "WEB_CONCURRENCY": "2",
@@ -71,6 +72,7 @@ def production_env(transactional_db, private_vhost, smtp_server, tmp_path) -> di
         "FLOWER_PORT": str(flower_port),
         "CELERY_FLOWER_USER": "ops",
         "CELERY_FLOWER_PASSWORD": secrets.token_urlsafe(12),
+        "OPS_METRICS_TOKEN": secrets.token_urlsafe(16),
         "LOG_LEVEL": "INFO",
     }
 
@@ -149,8 +151,15 @@ def test_the_procfile_production_processes_place_an_order_and_run_its_follow_ups
     ready_probe = httpx.get(f"{web}/readyz", timeout=5)
     assert ready_probe.status_code == 200, ready_probe.text
     assert ready_probe.json()["checks"] == {"database": True}
+    # Background health is for monitors with the token (and staff), as /metrics.
+    assert httpx.get(f"{web}/healthz/background", timeout=10).status_code == 401
+    monitor = {"Authorization": f"Bearer {production_env['OPS_METRICS_TOKEN']}"}
     background = wait_until(
-        lambda: (r := httpx.get(f"{web}/healthz/background", timeout=10)).status_code == 200 and r,
+        lambda: (
+            (r := httpx.get(f"{web}/healthz/background", headers=monitor, timeout=10)).status_code
+            == 200
+            and r
+        ),
         timeout=30,
         message="background health to report broker, relay, beat and workers",
     )
@@ -191,6 +200,7 @@ def test_the_production_web_serves_static_files_and_flower_wants_a_password(
     assert page.status_code == 200 and hashed_css in page.text
     assert css.status_code == 200 and "max-age=315360000" in css.headers["Cache-Control"]
     assert page.headers["X-Frame-Options"] == "DENY"
+    assert httpx.get(f"{web}/api/docs", timeout=10).status_code == 302  # to the staff login
     flower = f"http://127.0.0.1:{production_env['FLOWER_PORT']}"
     credentials = (production_env["CELERY_FLOWER_USER"], production_env["CELERY_FLOWER_PASSWORD"])
     # Started exactly as Procfile.production starts it: every page wants the password,

@@ -157,3 +157,23 @@ def test_background_health_says_the_relay_is_stale_when_its_tick_is_old(client, 
 
     assert response.status_code == 503
     assert response.json()["checks"]["relay"] is False
+
+
+def test_in_production_background_health_wants_staff_or_the_token_and_the_probes_stay_open(
+    client, admin_client, settings
+):
+    settings.OPS_DIAGNOSTICS_PUBLIC = False  # production's value
+    settings.OPS_METRICS_TOKEN = "monitor-token-123"
+
+    anonymous = client.get("/healthz/background")
+    assert anonymous.status_code == 401
+    assert anonymous["WWW-Authenticate"] == 'Bearer realm="ops"'
+    assert b"checks" not in anonymous.content
+    monitor = client.get(
+        "/healthz/background", headers={"Authorization": "Bearer monitor-token-123"}
+    )
+    assert monitor.status_code in (200, 503) and "checks" in monitor.json()
+    assert "checks" in admin_client.get("/healthz/background").json()
+    # What orchestrators ask stays public: compose's web health check asks /readyz.
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200

@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from devtools.models import SimulatedCharge
 from orders.models import Order
 from tests.factories import (
     DECLINED_CARD,
@@ -165,6 +166,23 @@ def test_malformed_card_number_is_422(client, card):
     response = post_order(client, body)
     assert response.status_code == 422
     assert "card_number" in field_errors(response)
+
+
+# Digits str.isdigit() accepts and no gateway reads: Arabic-Indic, fullwidth, superscript.
+NON_ASCII_CARDS = [
+    "\u0664\u0662\u0664\u0662" * 4,
+    "\uff14\uff12\uff14\uff12" * 4,
+    "424242424242424\u00b2",
+]
+
+
+@pytest.mark.parametrize("card", NON_ASCII_CARDS)
+def test_a_card_number_in_other_digits_than_0_to_9_is_422_and_never_charged(client, card):
+    body = checkout_payload((ProductFactory().sku, 1), card_number=card)
+    response = post_order(client, body)
+    assert response.status_code == 422
+    assert "digits (0 to 9)" in field_errors(response)["card_number"]
+    assert not SimulatedCharge.objects.exists()
 
 
 @pytest.mark.parametrize("raw", ["{bad json", "", "[]", "null", '"text"'])

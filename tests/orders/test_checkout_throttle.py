@@ -2,13 +2,18 @@
 and typing strangers' addresses stop at CHECKOUT_FAILURES_PER_CLIENT (10) per 15 minutes, with the
 production values; a placed order never counts."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
-from orders.models import Order
+from devtools.models import SimulatedCharge
+from devtools.payment_gateway import payment_faults_set
+from orders.models import CheckoutFailures, Order
 from tests.factories import DECLINED_CARD, GOOD_CARD, ProductFactory, checkout_payload
 
 pytestmark = pytest.mark.django_db
@@ -124,3 +129,56 @@ def test_without_a_trusted_proxy_a_forwarded_for_header_changes_nothing(client, 
             post_via_proxy(client, product.sku, DECLINED_CARD, forwarded_for=f"198.18.0.{n}")
         blocked = post_via_proxy(client, product.sku, GOOD_CARD, forwarded_for="198.18.0.99")
     assert blocked.status_code == 429
+
+
+# 100 declined checkouts, 50 in flight at a time: the shared PostgreSQL server of a developer
+# machine allows 100 connections, and each request in flight holds one.
+DECLINED_CHECKOUTS = 100
+IN_FLIGHT = 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hundred_concurrent_declined_checkouts_from_one_client_reach_the_gateway_ten_times():
+    """The limit is taken before the card is tried (a conditional increment), not checked before
+    and counted after: however many arrive at once, ten refusals reach the gateway."""
+    product = ProductFactory(stock=100)
+    payment_faults_set(answer_delay_ms=300)  # a refusal takes its time: the requests overlap
+    start = threading.Barrier(IN_FLIGHT)
+    codes: list[int] = []
+    lock = threading.Lock()
+
+    def card_tester() -> None:
+        start.wait()
+        try:
+            for _ in range(DECLINED_CHECKOUTS // IN_FLIGHT):
+                code = post_order(Client(), product.sku, DECLINED_CARD).status_code
+                with lock:
+                    codes.append(code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=card_tester) for _ in range(IN_FLIGHT)]
+    with time_machine.travel(window_start(), tick=True):  # all in one window
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert sorted(codes) == [402] * 10 + [429] * 90
+    assert SimulatedCharge.objects.filter(status="declined").count() == 10  # at the gateway
+    assert CheckoutFailures.objects.get().failures == 10
+
+
+def window_start():
+    return timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+def test_a_placed_order_gives_its_slot_back(client):
+    product = ProductFactory(stock=100)
+    with time_machine.travel(window_start(), tick=False):
+        for _ in range(9):
+            post_order(client, product.sku, DECLINED_CARD)
+        assert post_order(client, product.sku, GOOD_CARD).status_code == 201
+        assert post_order(client, product.sku, DECLINED_CARD).status_code == 402  # the tenth
+        assert post_order(client, product.sku, GOOD_CARD).status_code == 429
+    assert CheckoutFailures.objects.get().failures == 10

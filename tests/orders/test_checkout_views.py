@@ -2,12 +2,15 @@
 
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from devtools.models import SimulatedCharge
 from follow_ups.models import FollowUp
-from orders.models import Invoice, Order
+from orders.models import CheckoutRequest, Invoice, Order
 from tests.factories import DECLINED_CARD, GOOD_CARD, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -97,12 +100,34 @@ def test_a_declined_card_is_a_form_error_and_nothing_is_written(cart_client, pro
     assert product.stock == 10
 
 
+def test_a_second_click_while_the_first_still_pays_is_told_to_wait_and_charges_nothing(
+    cart_client, product
+):
+    token = form_token(cart_client.get("/checkout/"))
+    # The first click's request holds the form's key and has not saved its order yet.
+    CheckoutRequest.objects.create(
+        key=f"checkout-form:{token}",
+        request_hash="the first click's",
+        owner="the first click",
+        claimed_until=timezone.now() + timedelta(seconds=60),
+    )
+
+    response = cart_client.post("/checkout/", checkout_form(token))
+
+    assert response.status_code == 409
+    assert b"This order is already being placed." in response.content
+    assert not SimulatedCharge.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
         ("email", "nope", b"Enter a valid email address."),
         ("name", "", b"This field is required."),
-        ("card_number", "12ab", b"Enter a card number of 12 to 19 digits."),
+        ("card_number", "12ab", b"Enter a card number of 12 to 19 digits (0 to 9)."),
+        # Arabic-Indic and fullwidth digits: str.isdigit() takes them, a gateway does not.
+        ("card_number", "\u0664\u0662" * 8, b"Enter a card number of 12 to 19 digits (0 to 9)."),
+        ("card_number", "\uff14\uff12" * 8, b"Enter a card number of 12 to 19 digits (0 to 9)."),
     ],
 )
 def test_bad_fields_are_form_errors(cart_client, field, value, message):
