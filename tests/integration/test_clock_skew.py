@@ -129,3 +129,4 @@ def test_an_emails_hold_is_kept_whatever_the_clocks_of_the_workers(
 
     assert len(smtp_server.message_ids()) == 1  # the first, late-acknowledged copy only
     assert EmailDelivery.objects.get().status == "unknown"
+    assert follow_up(order_id, CONFIRMATION_EMAIL).status == "retrying"
