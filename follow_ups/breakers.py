@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Case, Count, Exists, F, Q, Value, When
+from django.db.models import Case, Exists, F, Q, Value, When
 
 from follow_ups import registry
 from follow_ups.models import Breaker, FollowUp
@@ -228,33 +228,3 @@ def _release(ids: list[int], now) -> int:
         published_at=None,
         updated_at=now,
     )
-
-
-def breakers_overview() -> list[dict]:
-    """Each provider's breaker for /ops/, /metrics and the failure lab: state, since when, how
-    many follow-ups wait for it."""
-    providers = sorted({kind.provider for kind in registry.kinds() if kind.provider})
-    rows = {row.provider: row for row in Breaker.objects.filter(provider__in=providers)}
-    waiting = {
-        kind: count
-        for kind, count in FollowUp.objects.filter(status=FollowUp.Status.WAITING)
-        .values_list("kind")
-        .annotate(count=Count("pk"))
-        .values_list("kind", "count")
-    }
-    overview = []
-    for provider in providers:
-        row = rows.get(provider) or Breaker(provider=provider)
-        overview.append(
-            {
-                "provider": provider,
-                "state": row.state,
-                "state_label": row.get_state_display(),
-                "since": row.opened_at,
-                "failures": row.failures,
-                "waiting": sum(waiting.get(kind, 0) for kind in provider_kinds(provider)),
-                "probe_at": row.probe_at,
-                "last_error": row.last_error,
-            }
-        )
-    return overview

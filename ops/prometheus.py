@@ -69,6 +69,24 @@ def registry_for(snapshot: OpsSnapshot) -> CollectorRegistry:
     )
     if snapshot.relay is not None:
         lag.set(snapshot.relay.lag_seconds)
+    breaker_state = Gauge(
+        "shop_breaker_state",
+        "A provider's circuit breaker: 1 for its current state (closed, open, half_open)",
+        ["provider", "state"],
+        registry=registry,
+    )
+    breaker_waiting = Gauge(
+        "shop_breaker_waiting_follow_ups",
+        "Follow-ups waiting for a provider's breaker to close",
+        ["provider"],
+        registry=registry,
+    )
+    for breaker in snapshot.breakers:
+        for state in ("closed", "open", "half_open"):
+            breaker_state.labels(provider=breaker["provider"], state=state).set(
+                int(breaker["state"] == state)
+            )
+        breaker_waiting.labels(provider=breaker["provider"]).set(breaker["waiting"])
     unknown = Gauge(
         "shop_email_deliveries_unknown",
         "Emails whose DATA got no reply: the server may have them; each is held before a resend",

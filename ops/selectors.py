@@ -20,7 +20,7 @@ from django.utils import timezone
 from follow_ups import registry
 from follow_ups.broker import BROKER_TIMEOUT_SECONDS, queue_depths
 from follow_ups.models import FollowUp, RelayState
-from follow_ups.selectors import relay_state_get
+from follow_ups.selectors import breakers_overview, relay_state_get
 from notifications.selectors import UnknownDeliveries, deliveries_unknown
 from ops.models import QueueSample
 from scheduling.beat import LEASE_NAME as BEAT_LEASE_NAME
@@ -68,6 +68,8 @@ class OpsSnapshot:
     # Emails the server may have (no reply to DATA), each held before a resend.
     email_unknown: UnknownDeliveries | None = None
     beat_until: datetime | None = None  # until when the active beat holds its lease
+    # Each provider's circuit breaker: state, since when, how many follow-ups wait for it.
+    breakers: list[dict] = field(default_factory=list)
 
     @property
     def last_relay_tick(self) -> datetime | None:
@@ -282,6 +284,7 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
         relay=relay_state_get(),
         email_unknown=deliveries_unknown(),
         beat_until=beat_lease_expires_at(),
+        breakers=breakers_overview(),
     )
 
 

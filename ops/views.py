@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from devtools import selectors as lab_selectors
 from devtools import services as lab_services
+from follow_ups.selectors import breakers_overview
 from ops import selectors, services
 from ops.forms import EmailFaultsForm, WarehouseFaultsForm
 from ops.prometheus import registry_for
@@ -32,10 +33,22 @@ def dashboard(request):
     response = render(
         request,
         template,
-        {"snapshot": selectors.ops_snapshot(), "failures": selectors.recent_failures()},
+        {
+            "snapshot": selectors.ops_snapshot(),
+            "failures": selectors.recent_failures(),
+            **_breaker_settings(),
+        },
     )
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+def _breaker_settings() -> dict:
+    return {
+        "breaker_threshold": settings.FOLLOW_UP_BREAKER_THRESHOLD,
+        "breaker_open_seconds": settings.FOLLOW_UP_BREAKER_OPEN_SECONDS,
+        "breaker_release_per_second": settings.FOLLOW_UP_BREAKER_RELEASE_PER_SECOND,
+    }
 
 
 def _staff_or_token(request) -> bool:
@@ -195,6 +208,8 @@ def failure_lab(request):
             "email_form": email_form,
             "warehouse_form": warehouse_form,
             "failure_lab_on": settings.FAILURE_LAB,
+            "breakers": breakers_overview(),
+            **_breaker_settings(),
         },
         status=status,
     )

@@ -10,6 +10,7 @@ from django.utils import timezone
 from follow_ups import breakers, services
 from follow_ups.models import Breaker, FollowUp
 from follow_ups.relay import Relay
+from follow_ups.selectors import breakers_overview
 from tests.follow_ups.conftest import CALLS, PROVIDER, PROVIDER_KIND, Flaky, Held
 
 pytestmark = pytest.mark.django_db
@@ -211,6 +212,6 @@ def test_the_overview_shows_state_since_when_and_how_many_wait(behind_breaker, s
     trip(behind_breaker, settings)
     run(behind_breaker("ok"))
 
-    (overview,) = [b for b in breakers.breakers_overview() if b["provider"] == PROVIDER]
+    (overview,) = [b for b in breakers_overview() if b["provider"] == PROVIDER]
     assert (overview["state"], overview["waiting"]) == ("open", 2)
     assert overview["since"] == breaker().opened_at

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from follow_ups import services
+from follow_ups import registry, services
 from follow_ups.models import FollowUp
-from tests.follow_ups.conftest import Flaky
+from tests.follow_ups.conftest import TEST_KIND, Flaky
 
 pytestmark = pytest.mark.django_db
 
@@ -301,3 +301,31 @@ def test_a_copy_of_a_message_whose_row_is_taken_changes_nothing(make_follow_up):
     assert services.follow_up_claim(follow_up_id=row.pk) is None
     assert FollowUp.objects.values().get(pk=row.pk) == before
     assert before["lease_token"] == first.lease_token
+
+
+def _taken_over_while_running(follow_up: FollowUp) -> dict:
+    # The worker stalls past its lease (a long GC pause, a frozen VM) and another execution takes
+    # the row over before this one returns.
+    lapse(follow_up)
+    services.follow_up_claim(follow_up_id=follow_up.pk)
+    return {"done": "late"}
+
+
+TAKEN_OVER_KIND = registry.register(
+    registry.Kind(
+        name="test_taken_over",
+        label="Test effect taken over while it runs",
+        queue=TEST_KIND.queue,
+        perform=_taken_over_while_running,
+    )
+)
+
+
+def test_a_run_whose_row_was_taken_over_is_not_reported_as_a_success(make_follow_up):
+    # Celery (and so Flower) must not call it SUCCESS while the ledger says another execution
+    # holds the row: the task raises, and its outcome is dropped.
+    row = make_follow_up(kind=TAKEN_OVER_KIND)
+    with pytest.raises(services.LeaseLost, match="taken over"):
+        services.follow_up_run(follow_up_id=row.pk)
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.result) == ("running", 2, {})

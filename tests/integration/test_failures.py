@@ -2,10 +2,12 @@
 
 import json
 import threading
+from datetime import timedelta
 
 import pytest
 from celery import current_app
 from django.core.management import call_command
+from django.utils import timezone
 from kombu import Connection, Exchange, Producer
 
 from follow_ups.models import FollowUp
@@ -113,22 +115,32 @@ def test_replaying_a_dead_message_publishes_the_original_again(live_worker, clie
     assert "republished_as" in FollowUp.objects.get(pk=kept.pk).result
 
 
-def test_a_provider_that_keeps_failing_makes_a_dead_letter_after_the_last_attempt(
+def test_a_provider_down_past_the_deadline_makes_a_dead_letter_and_spares_the_rest(
     live_worker, live_relay, client, warehouse, settings
 ):
+    # The warehouse stays down: its breaker opens and the sync waits, spending no attempts.
     warehouse.configure(outage=True)
     order = place(client, ProductFactory())
+    wait_statuses(order["id"], READY | {"warehouse_sync": "waiting"})
+    waiting = follow_ups_of(order["id"]).get(kind="warehouse_sync")
+    assert waiting.attempts == settings.FOLLOW_UP_BREAKER_THRESHOLD
+    assert "503" in waiting.last_error
+    assert client.get(f"/api/orders/{order['id']}/").json()["status"] == "delayed"
 
+    # Its deadline (72 h) passes while it waits: the relay buries it.
+    FollowUp.objects.filter(pk=waiting.pk).update(
+        retrying_since=timezone.now() - timedelta(hours=settings.FOLLOW_UP_RETRY_FOR_HOURS)
+    )
     wait_statuses(order["id"], READY | {"warehouse_sync": "dead"})
-    dead = follow_ups_of(order["id"]).get(kind="warehouse_sync")
-    assert dead.attempts == settings.FOLLOW_UP_MAX_ATTEMPTS
-    assert dead.last_error.startswith(f"gave up after {settings.FOLLOW_UP_MAX_ATTEMPTS} attempts")
-    assert "503" in dead.last_error
+    dead = FollowUp.objects.get(pk=waiting.pk)
+    assert dead.last_error == "gave up after 72 h: its provider did not answer"
+    assert client.get(f"/api/orders/{order['id']}/").json()["status"] == "needs_attention"
 
-    # Other orders are unaffected once the provider is back.
+    # Other orders are unaffected once the provider is back: the next probe (within 30 s)
+    # closes the breaker.
     warehouse.configure(outage=False)
     healthy = place(client, ProductFactory())
-    wait_statuses(healthy["id"], READY)
+    wait_statuses(healthy["id"], READY, timeout=75)
     assert client.get(f"/api/orders/{order['id']}/").json()["status"] == "needs_attention"
 
 

@@ -260,10 +260,10 @@ def test_worker_children_sigkilled_every_half_second_lose_nothing_and_repeat_not
 def test_a_follow_up_whose_worker_is_killed_on_every_attempt_is_dead_after_the_limit(
     private_stack, smtp_server, warehouse
 ):
-    # Three attempts instead of eight, to keep the test short: every start counts the same way
-    # whatever the limit (tests/follow_ups/test_claims_and_leases.py proves it at the default).
+    # A crash limit of three instead of five, to keep the test short: every crash counts the same
+    # way whatever the limit (tests/follow_ups/test_claims_and_leases.py proves it at the default).
     limit = 3
-    stack = private_stack(extra_env={"FOLLOW_UP_MAX_ATTEMPTS": str(limit)})
+    stack = private_stack(extra_env={"FOLLOW_UP_MAX_CRASHES": str(limit)})
     warehouse.configure(latency_ms=4000)  # the warehouse call runs long enough to be killed
     response = stack.checkout(ProductFactory().sku)
     order_id = response.json()["id"]

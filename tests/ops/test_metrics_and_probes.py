@@ -177,3 +177,21 @@ def test_in_production_background_health_wants_staff_or_the_token_and_the_probes
     # What orchestrators ask stays public: compose's web health check asks /readyz.
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_metrics_carry_each_providers_breaker_and_what_waits_for_it(admin_client):
+    from follow_ups.models import Breaker
+
+    order = place_order((ProductFactory(), 1)).order
+    Breaker.objects.create(provider="warehouse", state="open", failures=5)
+    FollowUp.objects.filter(subject=f"order:{order.pk}", kind="warehouse_sync").update(
+        status="waiting"
+    )
+
+    text = admin_client.get("/metrics").content.decode()
+
+    assert 'shop_breaker_state{provider="warehouse",state="open"} 1.0' in text
+    assert 'shop_breaker_state{provider="warehouse",state="closed"} 0.0' in text
+    assert 'shop_breaker_state{provider="smtp",state="closed"} 1.0' in text
+    assert 'shop_breaker_waiting_follow_ups{provider="warehouse"} 1.0' in text
+    assert 'shop_breaker_waiting_follow_ups{provider="smtp"} 0.0' in text

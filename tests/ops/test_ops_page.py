@@ -316,3 +316,26 @@ def test_the_latest_failures_are_the_latest_changes_and_at_most_ten():
     failures = selectors.recent_failures()
 
     assert [row.last_error for row in failures] == [f"error {age}" for age in range(10)]
+
+
+def test_the_ops_page_and_the_lab_show_each_providers_breaker_since_when_and_who_waits(
+    admin_client,
+):
+    from follow_ups.models import Breaker
+
+    opened_at = timezone.now().replace(hour=10, minute=11, second=12)
+    order = place_order((ProductFactory(), 1)).order
+    Breaker.objects.create(
+        provider="smtp", state="open", failures=5, opened_at=opened_at, last_error="SMTP 451"
+    )
+    FollowUp.objects.filter(subject=f"order:{order.pk}", kind="confirmation_email").update(
+        status="waiting"
+    )
+
+    for page in ("/ops/", "/ops/lab/"):
+        html = admin_client.get(page).content.decode()
+        row = re.search(r'<tr data-provider="smtp">(.*?)</tr>', html, re.S).group(1)
+        assert 'data-state="open">Open' in row
+        assert "10:11:12 UTC" in row and "<td>1</td>" in row and "SMTP 451" in row
+        warehouse = re.search(r'<tr data-provider="warehouse">(.*?)</tr>', html, re.S).group(1)
+        assert 'data-state="closed">Closed' in warehouse
