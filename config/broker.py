@@ -326,7 +326,10 @@ class AtomicFilesystemChannel(filesystem.Channel):
         now = time.monotonic()
         if now - self._swept_at >= SWEEP_SECONDS:
             self._swept_at = now
-            self.queues_expire(now=time.time())
+            try:
+                self.queues_expire(now=time.time())
+            except Exception:  # housekeeping: a failed sweep must not stop this consumer
+                logger.exception("could not remove expired queues from %s", self.data_folder_in)
 
     def queues_expire(self, *, now: float) -> list[str]:
         """Remove queues unused for longer than their expiry (``now`` is a wall-clock time), and

@@ -303,6 +303,39 @@ def test_a_writer_that_died_mid_write_leaves_a_file_removed_at_start_and_never_d
         assert channel._size("default") == 0
 
 
+def test_bindings_made_at_once_are_all_kept_and_readers_never_see_half_a_table(tmp_path):
+    failures: list[Exception] = []
+    binding = threading.Event()
+
+    def bind(prefix: str) -> None:
+        with connect(tmp_path) as connection:
+            channel = connection.channel()
+            for number in range(100):
+                channel._queue_bind("celeryev", "#", "", f"{prefix}.{number}")
+
+    def read() -> None:
+        with connect(tmp_path) as connection:
+            channel = connection.channel()
+            while binding.is_set():
+                try:
+                    channel.get_table("celeryev")
+                except Exception as exc:  # a half-written table fails to decode
+                    failures.append(exc)
+
+    binding.set()
+    reader = threading.Thread(target=read)
+    reader.start()
+    binders = [threading.Thread(target=bind, args=(prefix,)) for prefix in "abc"]
+    for thread in binders:
+        thread.start()
+    for thread in binders:
+        thread.join()
+    binding.clear()
+    reader.join()
+    assert failures == []
+    assert len(set(table(tmp_path, "celeryev"))) == 300
+
+
 def test_queue_names_cannot_leave_the_queue_folder():
     assert broker.queue_folder_name("../etc") == "..%2Fetc"
     assert broker.queue_folder_name("..") == "%2E%2E"
