@@ -248,11 +248,27 @@ FOLLOW_UP_RETRY_AFTER_MAX_SECONDS = float(
 )
 
 # --- Celery ---------------------------------------------------------------------------------------
+# An event consumer's queue (Flower's) is removed once nobody has read it for this long, and an
+# event older than the TTL is dropped; a remote-control queue (a worker's, an `inspect` reply's)
+# once unread for CONTROL_QUEUE_EXPIRES. A consumer that died leaves nothing that grows. These are
+# Celery's defaults, written out; the embedded broker honours them too (config/broker.py).
+CELERY_EVENT_QUEUE_EXPIRES = 60.0
+CELERY_EVENT_QUEUE_TTL = 5.0
+CELERY_CONTROL_QUEUE_EXPIRES = 10.0
+
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None
 if CELERY_BROKER_URL is None:
     # Embedded default: a broker that is a folder, no server needed.
     CELERY_BROKER_TRANSPORT = "config.broker:AtomicFilesystemTransport"
-    CELERY_BROKER_TRANSPORT_OPTIONS = broker.transport_options(str(VAR_DIR / "broker"))
+    CELERY_BROKER_TRANSPORT_OPTIONS = broker.transport_options(
+        str(VAR_DIR / "broker"),
+        # Queues bound before the broker kept declarations (an upgraded var/) get these expiries.
+        legacy_queue_expires={
+            "celeryev": CELERY_EVENT_QUEUE_EXPIRES,
+            "celery.pidbox": CELERY_CONTROL_QUEUE_EXPIRES,
+            "reply.celery.pidbox": CELERY_CONTROL_QUEUE_EXPIRES,
+        },
+    )
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis hands an unacknowledged task out again after the visibility timeout: keep it above the
     # hard time limit. (A copy handed out while the first still runs finds the row under a live
