@@ -20,7 +20,8 @@ from orders.services import CONFIRMATION_EMAIL, WAREHOUSE_SYNC, order_subject
 from tests.factories import ProductFactory
 from tests.processes import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+# Their broker is a private Redis: they run once, in the PostgreSQL + RabbitMQ pass.
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.once]
 
 SKEW_SITECUSTOMIZE = textwrap.dedent(
     """

@@ -20,7 +20,8 @@ from orders.services import CONFIRMATION_EMAIL, WAREHOUSE_SYNC, order_subject
 from tests.factories import ProductFactory
 from tests.processes import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+# Their broker is a private Redis: they run once, in the PostgreSQL + RabbitMQ pass.
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.once]
 
 PRODUCTION_RETRIES = {"FOLLOW_UP_RETRY_BASE_SECONDS": "2", "FOLLOW_UP_RETRY_CAP_SECONDS": "300"}
 PROBE_SECONDS = 30  # FOLLOW_UP_BREAKER_OPEN_SECONDS' default
