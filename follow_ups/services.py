@@ -546,8 +546,8 @@ def follow_up_run(*, follow_up_id: int) -> dict:
 
     Retries live in the database (``next_attempt_at``) and the relay publishes each once it is due,
     never as a broker countdown. Returns the result; ``{"skipped": True}`` when the row was not
-    ours to run (done, dead, or held by a live execution); ``{"waiting_for": provider}`` when its
-    provider's breaker is open and it waits, spending no attempt.
+    ours to run (done, dead, or held by a live execution). Raises ``AttemptFailed`` when the attempt
+    failed, or when its provider's breaker is open and it waits, spending no attempt.
     """
     claim = follow_up_claim(follow_up_id=follow_up_id)
     if claim is None:
@@ -559,7 +559,7 @@ def follow_up_run(*, follow_up_id: int) -> dict:
         if admission is breakers.Admission.WAIT and follow_up_wait(
             follow_up=follow_up, provider=kind.provider, attempt_spent=False
         ):
-            return {"waiting_for": kind.provider}
+            raise AttemptFailed(f"waiting for {kind.provider}: its breaker is open")
     try:
         with LeaseKeeper(follow_up):
             result = kind.perform(follow_up)

@@ -88,7 +88,8 @@ def test_while_open_a_follow_up_waits_without_calling_the_provider_or_spending_a
     CALLS.clear()
     row = behind_breaker("ok")
 
-    assert services.follow_up_run(follow_up_id=row.pk) == {"waiting_for": PROVIDER}
+    with pytest.raises(services.AttemptFailed, match="waiting for test-provider"):
+        services.follow_up_run(follow_up_id=row.pk)
 
     row.refresh_from_db()
     assert (row.status, row.attempts, row.published_at, row.lease_token) == ("waiting", 0, None, "")
