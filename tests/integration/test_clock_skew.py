@@ -20,8 +20,9 @@ from orders.services import CONFIRMATION_EMAIL, WAREHOUSE_SYNC, order_subject
 from tests.factories import ProductFactory
 from tests.processes import wait_until
 
-# Their broker is a private Redis: they run once, in the PostgreSQL + RabbitMQ pass.
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.once]
+# Their broker is a private Redis and they mostly wait: CI runs them once, beside the several-hosts
+# suite (.ci/run).
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.once, pytest.mark.waits]
 
 SKEW_SITECUSTOMIZE = textwrap.dedent(
     """
