@@ -91,10 +91,10 @@ class Supervisor:
             ):
                 with self.lock:
                     self.changed = sorted({*self.changed, *(relative(path) for _, path in changes)})
-                    running = self.child is not None and self.child.poll() is None
-                    if running and not self.asked_to_reload:
+                    child = self.child
+                    if child is not None and child.poll() is None and not self.asked_to_reload:
                         self.asked_to_reload = True
-                        self.child.send_signal(signal.SIGTERM)
+                        child.send_signal(signal.SIGTERM)
 
         threading.Thread(target=reload_on_changes, name="reload", daemon=True).start()
 
