@@ -156,6 +156,10 @@ def main(argv: list[str]) -> int:
     if not command or command[0].startswith("--"):
         say("usage: python -m devtools.restart_on_exit [--reload] [--watch PATH] COMMAND [ARG ...]")
         return 2
+    missing = [str(path) for path in watch if not path.exists()]
+    if missing:
+        say(f"--watch {', '.join(missing)}: no such file or folder")
+        return 2
     if reload and not watch:
         watch = shop_packages()
     return Supervisor(command, watch=watch).run()

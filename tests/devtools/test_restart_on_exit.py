@@ -72,6 +72,20 @@ def test_a_stop_signal_stops_the_command_and_starts_nothing_again(tmp_path):
     assert "starting it again" not in log.read_text()
 
 
+def test_watching_a_missing_folder_is_refused_with_a_sentence(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    result = subprocess.run(
+        [sys.executable, "-m", "devtools.restart_on_exit", "--watch", str(missing), "true"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2
+    assert f"--watch {missing}: no such file or folder" in result.stderr
+
+
 @pytest.mark.integration
 def test_a_changed_python_file_restarts_the_worker_after_a_warm_shutdown(
     worker_env, process_log_dir, tmp_path
