@@ -10,9 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Pinned runtime requirements only: a layer that changes when requirements.txt does, not the code.
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+# The runtime lock only (requirements.lock, `make lock`): every package pinned with its hashes, so
+# the same commit builds the same image. A layer that changes when the lock does, not the code.
+COPY requirements.lock .
+RUN pip install --require-hashes -r requirements.lock
 
 # A user without a login or a home to write to: the app owns only its var/ folder.
 RUN groupadd --system shop && useradd --system --gid shop --no-create-home shop

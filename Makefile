@@ -4,14 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format migrate seed clean screenshots
+.PHONY: run test lint format migrate seed clean screenshots lock
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The lock files pin every package, indirect ones included, with their hashes: the same install on
+# every machine and in the image. `make lock` writes them from requirements*.txt (the pins people edit).
+$(STAMP): requirements.lock requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $(STAMP)
+
+# Keeps the versions already locked unless an input asks for another (UPGRADE=1 takes the newest).
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+lock: $(STAMP)
+	$(LOCK) requirements.txt --output-file requirements.lock
+	$(LOCK) requirements-dev.txt --constraint requirements.lock --output-file requirements-dev.lock
 
 migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
@@ -32,16 +40,19 @@ test: $(STAMP)
 screenshots: $(STAMP)
 	UPDATE_SCREENSHOTS=1 $(BIN)/pytest -p no:cacheprovider tests/browser
 
+# The same checks as .pre-commit-config.yaml, and the types of the modules pyproject.toml lists.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python manage.py makemigrations --check --dry-run
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf var .pytest_cache .ruff_cache
+	rm -rf var .pytest_cache .ruff_cache .mypy_cache
 
 # --- Production shape and benchmarks (docs/performance.md, docs/scaling.md) -----------------------
 .PHONY: run-production bench bench-smoke bench-cluster cluster test-cluster test-cluster-full

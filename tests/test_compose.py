@@ -108,12 +108,13 @@ def test_every_app_service_is_built_from_the_one_dockerfile():
     assert services["rabbitmq"]["image"].endswith("-management")
 
 
-def test_the_image_is_slim_runs_as_a_user_installs_pinned_requirements_and_collects_static():
+def test_the_image_is_slim_runs_as_a_user_installs_the_hashed_lock_and_collects_static():
     dockerfile = (REPO / "Dockerfile").read_text()
 
     assert re.search(r"^FROM python:3\.\d+-slim$", dockerfile, re.MULTILINE)
     assert re.search(r"^USER shop$", dockerfile, re.MULTILINE)
-    assert "pip install -r requirements.txt" in dockerfile
+    assert re.search(r"^COPY requirements\.lock \.$", dockerfile, re.MULTILINE)
+    assert "pip install --require-hashes -r requirements.lock" in dockerfile
     assert "python manage.py collectstatic --no-input" in dockerfile
     requirements = [
         line

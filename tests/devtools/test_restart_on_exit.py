@@ -1,5 +1,6 @@
 """make run's supervisor: a process that exits is started again, with a log line; one told to stop
-is not. Each test runs the real wrapper around a real child process."""
+is not; with --reload, a worker whose code changed is started again. Each test runs the real wrapper
+around a real child process."""
 
 import re
 import signal
@@ -7,7 +8,9 @@ import subprocess
 import sys
 import time
 
-from tests.processes import REPO, wait_until
+import pytest
+
+from tests.processes import BIN, REPO, Process, wait_until
 
 
 def supervise(*command: str, log_path) -> subprocess.Popen:
@@ -67,3 +70,55 @@ def test_a_stop_signal_stops_the_command_and_starts_nothing_again(tmp_path):
     time.sleep(1.5)
     assert started_pids(log) == [child]
     assert "starting it again" not in log.read_text()
+
+
+def test_watching_a_missing_folder_is_refused_with_a_sentence(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    result = subprocess.run(
+        [sys.executable, "-m", "devtools.restart_on_exit", "--watch", str(missing), "true"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2
+    assert f"--watch {missing}: no such file or folder" in result.stderr
+
+
+@pytest.mark.integration
+def test_a_changed_python_file_restarts_the_worker_after_a_warm_shutdown(
+    worker_env, process_log_dir, tmp_path
+):
+    watched = tmp_path / "shop_code"
+    watched.mkdir()
+    (watched / "notes.txt").write_text("not code")
+    queue = f"reload-{time.time_ns()}"  # a queue of its own: it takes no other test's messages
+    supervisor = Process(
+        "reload",
+        [sys.executable, "-m", "devtools.restart_on_exit", "--watch", str(watched),
+         str(BIN / "celery"), "-A", "config", "worker", "--queues", queue, "--concurrency", "1",
+         "--hostname", f"{queue}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+        worker_env,
+        process_log_dir,
+    )  # fmt: skip
+    try:
+        supervisor.wait_for_log(" ready.", timeout=60)
+        (watched / "notes.txt").write_text("still not code")  # only .py files count
+        (watched / "pricing.py").write_text("DISCOUNT = 10\n")
+        wait_until(
+            lambda: supervisor.log().count(" ready.") == 2, timeout=60, message="a second start"
+        )
+        log = supervisor.log()
+    finally:
+        supervisor.stop()
+
+    first, second = [int(pid) for pid in re.findall(r"started `[^`]+` \(pid (\d+)\)", log)]
+    assert first != second
+    assert re.search(
+        r"restart_on_exit: \S*/shop_code/pricing\.py changed; "
+        r"starting `\S*celery -A config worker --queues` again",
+        log,
+    )
+    assert "Warm shutdown" in log[: log.index("changed; starting")]  # SIGTERM: tasks may finish
+    assert "exited with" not in log and "notes.txt" not in log
