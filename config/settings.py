@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ops.http_metrics.RequestDurationMiddleware",  # first: it times everything below
     "django.middleware.security.SecurityMiddleware",
     "ops.middleware.RequestIdMiddleware",
     "ops.middleware.DatabaseUnavailableMiddleware",  # 503, not 500, while the database is away
@@ -397,12 +398,15 @@ LOGGING = {
     },
     # No order access token in any line (ops.log_redaction): runserver's access lines, Django's
     # "Not Found: /orders/<id>/", ours.
-    "filters": {"redact_order_tokens": {"()": "ops.log_redaction.RedactOrderTokens"}},
+    "filters": {
+        "redact_order_tokens": {"()": "ops.log_redaction.RedactOrderTokens"},
+        "probe_answers_are_info": {"()": "ops.probe_logging.ProbeAnswersAreInfo"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["redact_order_tokens"],
+            "filters": ["probe_answers_are_info", "redact_order_tokens"],
         },
         "jobs": {
             "class": "logging.StreamHandler",
