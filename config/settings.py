@@ -54,8 +54,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "ops.http_metrics.RequestDurationMiddleware",  # first: it times everything below
     "django.middleware.security.SecurityMiddleware",
+    # Times everything below it: every view (production's static files, served by whitenoise just
+    # above it, are not counted).
+    "ops.http_metrics.RequestDurationMiddleware",
     "ops.middleware.RequestIdMiddleware",
     "ops.middleware.DatabaseUnavailableMiddleware",  # 503, not 500, while the database is away
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -24,9 +24,10 @@ from honcho.manager import Manager
 from honcho.printer import Printer
 
 REPO = Path(__file__).resolve().parent.parent
-# The follow-ups' hard time limit (follow_ups.tasks: 150 s) and a margin: a task that is running
-# when Ctrl-C comes ends within it, or is ended by its time limit.
-STOP_GRACE_SECONDS = 160.0
+# The follow-ups' hard time limit (CELERY_TASK_TIME_LIMIT, 90 s) and a margin, as compose's
+# stop_grace_period: a follow-up running when Ctrl-C comes ends within it. A longer scheduled job
+# still running then is killed, and runs again at the next start (acks_late).
+STOP_GRACE_SECONDS = 100.0
 # After a second Ctrl-C (or the grace), each supervisor kills its command's processes; whatever is
 # left this much later is killed by honcho.
 STOP_NOW_SECONDS = 5.0

@@ -1,6 +1,6 @@
 """How long the web takes to answer, as a Prometheus histogram per route, method and status.
 
-Measured by ``RequestDurationMiddleware``, first in ``MIDDLEWARE``, so it times everything after it.
+Measured by ``RequestDurationMiddleware``, near the top of ``MIDDLEWARE``: it times every view.
 gunicorn runs several worker processes: there ``config/gunicorn.conf.py`` sets
 ``PROMETHEUS_MULTIPROC_DIR`` and each process writes its samples there (prometheus_client's
 multiprocess mode); ``/metrics``, answered by any one of them, sums every process's.
