@@ -17,6 +17,7 @@ credentials as every other Flower page (``get_current_user`` answers 401 for wro
 
 import os
 import sys
+from logging import ERROR, getLogger  # not `logging`: Flower reads this file's names as options
 
 import tornado.web
 from flower.views.monitor import Metrics
@@ -51,3 +52,9 @@ Metrics.prepare = _metrics_require_login
 
 # Module-level names are Flower's options.
 tasks_columns = "name,args,state,received,runtime,worker,uuid"
+
+# Flower asks the workers about themselves once at start and warns "Inspect method … failed" for
+# each question no worker answered: at `make run` and on a deploy Flower is up before the workers.
+# It learns them from their events (and the next inspection) anyway; a worker that never comes is
+# what the ops page, /healthz/background and the ShopNoWorkerOnQueue alert report.
+getLogger("flower.inspector").setLevel(ERROR)

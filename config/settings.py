@@ -55,6 +55,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Times everything below it: every view (production's static files, served by whitenoise just
+    # above it, are not counted).
+    "ops.http_metrics.RequestDurationMiddleware",
     "ops.middleware.RequestIdMiddleware",
     "ops.middleware.DatabaseUnavailableMiddleware",  # 503, not 500, while the database is away
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -397,12 +400,15 @@ LOGGING = {
     },
     # No order access token in any line (ops.log_redaction): runserver's access lines, Django's
     # "Not Found: /orders/<id>/", ours.
-    "filters": {"redact_order_tokens": {"()": "ops.log_redaction.RedactOrderTokens"}},
+    "filters": {
+        "redact_order_tokens": {"()": "ops.log_redaction.RedactOrderTokens"},
+        "probe_answers_are_info": {"()": "ops.probe_logging.ProbeAnswersAreInfo"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["redact_order_tokens"],
+            "filters": ["probe_answers_are_info", "redact_order_tokens"],
         },
         "jobs": {
             "class": "logging.StreamHandler",

@@ -10,8 +10,11 @@ starts such a process again; this does the same for each line of the ``Procfile`
     after 42 s; starting it again in 1 s (restart 1)
 
 A process that keeps exiting is started again after 1 s, 2 s, 4 s … at most 30 s; one that ran for
-a minute starts the count afresh. SIGTERM, SIGINT or SIGHUP (honcho's Ctrl-C sends SIGTERM to the
-whole process group) stop it: the command gets SIGTERM and is not started again.
+a minute starts the count afresh. SIGTERM, SIGINT or SIGHUP stop it: the command gets one SIGTERM
+(a Celery worker's warm shutdown: it finishes the tasks it runs) and is not started again; a second
+signal kills the command's processes at once. The command runs in a process group of its own, so
+honcho's SIGTERM to this line's group reaches this supervisor only, never a worker's pool children
+directly (they would die mid-task, "exited with signal 15").
 
     python -m devtools.restart_on_exit celery -A config worker --queues critical
 
@@ -26,6 +29,7 @@ which lets a Celery worker finish what it runs, and starts again at once, with n
     python -m devtools.restart_on_exit --reload celery -A config worker --queues critical
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -60,6 +64,16 @@ def describe_exit(returncode: int) -> str:
     return f"code {returncode}"
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: on Linux, be killed if this supervisor is (SIGKILL cannot be
+    passed on, and the command's own process group no longer shares this supervisor's fate)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 class Supervisor:
     def __init__(self, command: list[str], *, watch: list[Path] | None = None):
         self.command = command
@@ -73,10 +87,17 @@ class Supervisor:
         self.stop_watching = threading.Event()
 
     def stop(self, signum, frame) -> None:
-        self.stopping = True
         self.stop_watching.set()
-        if self.child is not None and self.child.poll() is None:
+        if self.child is None or self.child.poll() is not None:
+            self.stopping = True
+            return
+        if not self.stopping:
+            self.stopping = True
             self.child.send_signal(signal.SIGTERM)
+        else:  # asked again: stop now
+            say(f"killing `{self.name}` (pid {self.child.pid}) and its processes")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.child.pid, signal.SIGKILL)
 
     def start_watching(self) -> None:
         try:
@@ -109,7 +130,9 @@ class Supervisor:
             started = time.monotonic()
             with self.lock:
                 self.changed, self.asked_to_reload = [], False
-                self.child = subprocess.Popen(self.command)
+                self.child = subprocess.Popen(
+                    self.command, process_group=0, preexec_fn=die_with_parent
+                )
             say(f"started `{self.name}` (pid {self.child.pid})")
             returncode = self.child.wait()
             if self.stopping:

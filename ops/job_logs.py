@@ -22,7 +22,7 @@ import structlog
 from celery.signals import before_task_publish, task_postrun, task_prerun
 
 from follow_ups.models import FollowUp
-from follow_ups.services import RUN_TASK_NAME
+from follow_ups.services import RUN_TASK_NAME, AttemptFailed
 from follow_ups.signals import follow_up_claim_decided
 
 REQUEST_ID_HEADER = "request_id"
@@ -120,7 +120,7 @@ def _job_finished(
     started = _started.pop(task_id, None)
     duration_ms = round((time.monotonic() - started) * 1000, 1) if started else None
     outcome, error = _outcome(state, retval)
-    log = logger.error if outcome == "failed" else logger.info
+    log = logger.error if outcome in ("failed", "dead") else logger.info
     log(
         "job.finished",
         duration_ms=duration_ms,
@@ -134,6 +134,8 @@ def _outcome(state: str | None, retval) -> tuple[str, str | None]:
     if state == "RETRY":
         reason = getattr(retval, "exc", None) or retval
         return "retrying", f"{type(reason).__name__}: {reason}"
+    if isinstance(retval, AttemptFailed) and retval.dead:  # expected: the row is a dead letter
+        return "dead", f"{type(retval).__name__}: {retval}"
     if state == "FAILURE" or isinstance(retval, BaseException):
         return "failed", f"{type(retval).__name__}: {retval}"
     if isinstance(retval, dict) and retval.get("skipped"):

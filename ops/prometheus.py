@@ -1,6 +1,12 @@
-"""The ops snapshot as Prometheus gauges: the same figures as the ops page, one registry a scrape."""
+"""The ops snapshot in Prometheus' terms: the same figures as the ops page, collected at each scrape.
 
-from prometheus_client import CollectorRegistry, Gauge
+Gauges for what the ledger and the broker hold now; Counters for what the relay has done since it
+was first started (kept in its state row, so they only go up, and a relay restart does not reset
+them). The web's request latency (``ops.http_metrics``) is added by the view.
+"""
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ops.selectors import OpsSnapshot
 
@@ -32,66 +38,93 @@ RELAY_COUNTERS = {
     "failed": "Relay publishes the broker refused",
 }
 
+BREAKER_STATES = ("closed", "open", "half_open")
 
-def registry_for(snapshot: OpsSnapshot) -> CollectorRegistry:
-    registry = CollectorRegistry()
-    depth = Gauge(
-        "shop_queue_depth",
-        "Messages ready in the broker queue",
-        ["queue"],
-        registry=registry,
-    )
-    for queue in snapshot.by_queue:
-        if queue.depth is not None:
-            depth.labels(queue=queue.name).set(queue.depth)
-    for attribute, (name, documentation) in PER_KIND.items():
-        by_kind = Gauge(name, documentation, ["kind", "queue"], registry=registry)
-        for metric in snapshot.by_kind:
-            by_kind.labels(kind=metric.name, queue=metric.queue).set(getattr(metric, attribute))
-    workers = Gauge("shop_workers_online", "Workers that answered a ping", registry=registry)
-    if snapshot.workers is not None:
-        workers.set(len(snapshot.workers))
-    tick = Gauge(
-        "shop_relay_last_tick_timestamp_seconds",
-        "When the active relay last ticked (Unix time)",
-        registry=registry,
-    )
-    if snapshot.last_relay_tick is not None:
-        tick.set(snapshot.last_relay_tick.timestamp())
-    for field, documentation in RELAY_COUNTERS.items():
-        counter = Gauge(f"shop_relay_{field}_total", documentation, registry=registry)
+
+class SnapshotCollector(Collector):
+    """One ``OpsSnapshot`` as metric families; a family with nothing known has no sample."""
+
+    def __init__(self, snapshot: OpsSnapshot):
+        self.snapshot = snapshot
+
+    def collect(self):
+        snapshot = self.snapshot
+        depth = GaugeMetricFamily(
+            "shop_queue_depth", "Messages ready in the broker queue", labels=["queue"]
+        )
+        for queue in snapshot.by_queue:
+            if queue.depth is not None:
+                depth.add_metric([queue.name], queue.depth)
+        yield depth
+
+        for attribute, (name, documentation) in PER_KIND.items():
+            by_kind = GaugeMetricFamily(name, documentation, labels=["kind", "queue"])
+            for metric in snapshot.by_kind:
+                by_kind.add_metric([metric.name, metric.queue], getattr(metric, attribute))
+            yield by_kind
+
+        workers = GaugeMetricFamily("shop_workers_online", "Workers that answered within 0.5 s")
+        if snapshot.workers is not None:
+            workers.add_metric([], len(snapshot.workers))
+        yield workers
+        queue_workers = GaugeMetricFamily(
+            "shop_queue_workers", "Workers that answered and consume the queue", labels=["queue"]
+        )
+        for queue, names in (snapshot.queue_workers or {}).items():
+            queue_workers.add_metric([queue], len(names))
+        yield queue_workers
+
+        tick = GaugeMetricFamily(
+            "shop_relay_last_tick_timestamp_seconds",
+            "When the active relay last ticked (Unix time)",
+        )
+        if snapshot.last_relay_tick is not None:
+            tick.add_metric([], snapshot.last_relay_tick.timestamp())
+        yield tick
+        for field, documentation in RELAY_COUNTERS.items():
+            # Exposed as shop_relay_<field>_total.
+            counter = CounterMetricFamily(f"shop_relay_{field}", documentation)
+            if snapshot.relay is not None:
+                counter.add_metric([], getattr(snapshot.relay, field))
+            yield counter
+        lag = GaugeMetricFamily(
+            "shop_relay_lag_seconds", "Age of the oldest follow-up owed to the broker"
+        )
         if snapshot.relay is not None:
-            counter.set(getattr(snapshot.relay, field))
-    lag = Gauge(
-        "shop_relay_lag_seconds",
-        "Age of the oldest follow-up owed to the broker",
-        registry=registry,
-    )
-    if snapshot.relay is not None:
-        lag.set(snapshot.relay.lag_seconds)
-    breaker_state = Gauge(
-        "shop_breaker_state",
-        "A provider's circuit breaker: 1 for its current state (closed, open, half_open)",
-        ["provider", "state"],
-        registry=registry,
-    )
-    breaker_waiting = Gauge(
-        "shop_breaker_waiting_follow_ups",
-        "Follow-ups waiting for a provider's breaker to close",
-        ["provider"],
-        registry=registry,
-    )
-    for breaker in snapshot.breakers:
-        for state in ("closed", "open", "half_open"):
-            breaker_state.labels(provider=breaker["provider"], state=state).set(
-                int(breaker["state"] == state)
-            )
-        breaker_waiting.labels(provider=breaker["provider"]).set(breaker["waiting"])
-    unknown = Gauge(
-        "shop_email_deliveries_unknown",
-        "Emails whose DATA got no reply: the server may have them; each is held before a resend",
-        registry=registry,
-    )
-    if snapshot.email_unknown is not None:
-        unknown.set(snapshot.email_unknown.count)
-    return registry
+            lag.add_metric([], snapshot.relay.lag_seconds)
+        yield lag
+
+        beat = GaugeMetricFamily(
+            "shop_beat_lease_expires_timestamp_seconds",
+            "Until when the active beat holds its lease (Unix time); it renews it while it runs",
+        )
+        if snapshot.beat_until is not None:
+            beat.add_metric([], snapshot.beat_until.timestamp())
+        yield beat
+
+        breaker_state = GaugeMetricFamily(
+            "shop_breaker_state",
+            "A provider's circuit breaker: 1 for its current state (closed, open, half_open)",
+            labels=["provider", "state"],
+        )
+        breaker_waiting = GaugeMetricFamily(
+            "shop_breaker_waiting_follow_ups",
+            "Follow-ups waiting for a provider's breaker to close",
+            labels=["provider"],
+        )
+        for breaker in snapshot.breakers:
+            for state in BREAKER_STATES:
+                breaker_state.add_metric(
+                    [breaker["provider"], state], int(breaker["state"] == state)
+                )
+            breaker_waiting.add_metric([breaker["provider"]], breaker["waiting"])
+        yield breaker_state
+        yield breaker_waiting
+
+        unknown = GaugeMetricFamily(
+            "shop_email_deliveries_unknown",
+            "Emails whose DATA got no reply: the server may have them; each is held before a resend",
+        )
+        if snapshot.email_unknown is not None:
+            unknown.add_metric([], snapshot.email_unknown.count)
+        yield unknown

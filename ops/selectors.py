@@ -70,6 +70,8 @@ class OpsSnapshot:
     beat_until: datetime | None = None  # until when the active beat holds its lease
     # Each provider's circuit breaker: state, since when, how many follow-ups wait for it.
     breakers: list[dict] = field(default_factory=list)
+    # Per queue, the workers consuming it (None: the broker could not be asked).
+    queue_workers: dict[str, list[str]] | None = None
 
     @property
     def last_relay_tick(self) -> datetime | None:
@@ -100,6 +102,20 @@ def workers_online() -> list[str] | None:
         logger.warning("could not ping workers", exc_info=True)
         return None
     return sorted(name for reply in replies for name in reply)
+
+
+def workers_by_queue() -> dict[str, list[str]] | None:
+    """The workers that answered within half a second, with the queues each consumes; None if
+    none could be asked. One broadcast, as a ping: it answers which workers are online too."""
+    try:
+        replies = current_app.control.inspect(timeout=PING_TIMEOUT_SECONDS).active_queues()
+    except Exception:
+        logger.warning("could not ask the workers for their queues", exc_info=True)
+        return None
+    return {
+        worker: sorted(queue["name"] for queue in queues or [])
+        for worker, queues in (replies or {}).items()
+    }
 
 
 def beat_lease_expires_at() -> datetime | None:
@@ -276,15 +292,22 @@ def ops_snapshot(*, now: datetime | None = None) -> OpsSnapshot:
         total.depth_history, total.oldest_wait_history = history[total.name]
     for m in by_kind:
         m.depth = depths.get(m.queue)
+    consumers = workers_by_queue()
     return OpsSnapshot(
         taken_at=now,
         by_kind=by_kind,
         by_queue=by_queue,
-        workers=workers_online(),
+        workers=None if consumers is None else sorted(consumers),
         relay=relay_state_get(),
         email_unknown=deliveries_unknown(),
         beat_until=beat_lease_expires_at(),
         breakers=breakers_overview(),
+        queue_workers=None
+        if consumers is None
+        else {
+            queue: sorted(worker for worker, queues in consumers.items() if queue in queues)
+            for queue in queue_names()
+        },
     )
 
 

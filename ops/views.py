@@ -15,14 +15,15 @@ from django.utils.cache import patch_vary_headers
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from devtools import selectors as lab_selectors
 from devtools import services as lab_services
 from follow_ups.selectors import breakers_overview
 from ops import selectors, services
 from ops.forms import EmailFaultsForm, WarehouseFaultsForm
-from ops.prometheus import registry_for
+from ops.http_metrics import http_metrics_register
+from ops.prometheus import SnapshotCollector
 
 
 @staff_member_required
@@ -85,7 +86,9 @@ def metrics(request):
     """Prometheus text format; for staff, or for a scraper with ``Authorization: Bearer <token>``."""
     if not _staff_or_token(request):
         return _authentication_required("metrics")
-    registry = registry_for(selectors.ops_snapshot())
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(selectors.ops_snapshot()))
+    http_metrics_register(registry=registry)
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -26,6 +26,7 @@ APP_SERVICES = {
     "flower",
 }
 INFRASTRUCTURE = {"postgres", "rabbitmq", "mailpit"}
+MONITORING = {"prometheus"}  # only with `--profile monitoring`
 PROCESS_FOR_SERVICE = {
     "migrate": "release",
     "web": "web",
@@ -90,7 +91,7 @@ def test_compose_runs_every_production_process_with_the_procfile_command():
     services = load("docker-compose.yml")["services"]
     processes = procfile()
 
-    assert set(services) == APP_SERVICES | INFRASTRUCTURE
+    assert set(services) == APP_SERVICES | INFRASTRUCTURE | MONITORING
     assert set(PROCESS_FOR_SERVICE.values()) == set(processes)
     for service_name, process_name in PROCESS_FOR_SERVICE.items():
         assert command_line(services[service_name]) == processes[process_name], service_name
@@ -103,7 +104,7 @@ def test_every_app_service_is_built_from_the_one_dockerfile():
         assert services[name]["build"] == ".", name
         assert services[name]["image"] == "celery-shop:latest", name
         assert services[name]["env_file"] == ".env", name
-    for name in INFRASTRUCTURE:
+    for name in INFRASTRUCTURE | MONITORING:
         assert "build" not in services[name] and services[name]["image"], name
     assert services["rabbitmq"]["image"].endswith("-management")
 
@@ -282,3 +283,35 @@ def test_env_example_names_every_variable_the_cluster_file_requires():
     }
 
     assert required <= example, required - example
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.cluster.yml"])
+def test_a_deploy_stops_each_worker_warmly_within_the_follow_ups_time_limit(name):
+    """Compose sends SIGTERM to the worker (its container's first process, so never to its pool
+    children directly) and waits stop_grace_period before SIGKILL: longer than a follow-up may run.
+    The same warm shutdown on real processes: tests/integration/test_make_run.py."""
+    services = load(name)["services"]
+
+    for worker in ("worker-critical", "worker-default"):
+        grace = services[worker]["stop_grace_period"]
+        assert re.fullmatch(r"\d+s", grace), grace
+        assert int(grace[:-1]) > settings.CELERY_TASK_TIME_LIMIT, worker
+        assert services[worker].get("stop_signal", "SIGTERM") == "SIGTERM", worker
+        assert not command_line(services[worker]).startswith(("sh ", "bash ")), worker
+
+
+def test_prometheus_runs_only_in_the_monitoring_profile_with_the_shipped_rules_and_the_token():
+    services = load("docker-compose.yml")["services"]
+    prometheus = services["prometheus"]
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+
+    assert prometheus["profiles"] == ["monitoring"]
+    assert all("profiles" not in services[name] for name in APP_SERVICES | INFRASTRUCTURE)
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert config["rule_files"] == ["alerts.yml"]  # beside prometheus.yml: deploy/prometheus/
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "shop" and job["static_configs"] == [{"targets": ["web:8000"]}]
+    token_file = job["authorization"]["credentials_file"]
+    command = prometheus["command"][0]
+    assert f'"$${{OPS_METRICS_TOKEN:?set OPS_METRICS_TOKEN in .env}}" > {token_file}' in command
+    assert prometheus["depends_on"] == {"web": {"condition": "service_healthy"}}

@@ -2,6 +2,7 @@
 is not; with --reload, a worker whose code changed is started again. Each test runs the real wrapper
 around a real child process."""
 
+import os
 import re
 import signal
 import subprocess
@@ -122,3 +123,78 @@ def test_a_changed_python_file_restarts_the_worker_after_a_warm_shutdown(
     )
     assert "Warm shutdown" in log[: log.index("changed; starting")]  # SIGTERM: tasks may finish
     assert "exited with" not in log and "notes.txt" not in log
+
+
+# A pool child: notes any SIGTERM it gets.
+POOL_CHILD = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: open(sys.argv[1] + "/child-got-sigterm", "a").write("x"))
+time.sleep(60)
+"""
+# A worker: counts each SIGTERM and, on the first, exits 1 s later (a warm shutdown); with
+# "stuck" it carries on, as a worker busy with a long task.
+WORKER = """
+import signal, subprocess, sys, time
+folder, stuck = sys.argv[1], len(sys.argv) > 2
+child = subprocess.Popen([sys.executable, "-c", POOL_CHILD, folder])
+open(folder + "/child-pid", "w").write(str(child.pid))
+def stop(*_):
+    open(folder + "/sigterms", "a").write("x")
+    if not stuck:
+        time.sleep(1)
+        child.kill()
+        sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+open(folder + "/ready", "w").write("")
+time.sleep(60)
+""".replace("POOL_CHILD", repr(POOL_CHILD), 1)
+
+
+def test_a_stop_to_the_whole_group_reaches_the_command_once_and_never_its_children(tmp_path):
+    log = tmp_path / "log"
+    wrapper = supervise(sys.executable, "-c", WORKER, str(tmp_path), log_path=log)
+    wait_until(lambda: (tmp_path / "ready").exists(), timeout=10, message="the command to start")
+
+    os.killpg(wrapper.pid, signal.SIGTERM)  # what honcho does on Ctrl-C
+
+    assert wrapper.wait(10) == 0
+    assert (tmp_path / "sigterms").read_text() == "x"  # one warm shutdown, not two
+    assert not (tmp_path / "child-got-sigterm").exists()
+
+
+def test_a_second_stop_signal_kills_the_command_and_its_processes(tmp_path):
+    log = tmp_path / "log"
+    wrapper = supervise(sys.executable, "-c", WORKER, str(tmp_path), "stuck", log_path=log)
+    wait_until(lambda: (tmp_path / "ready").exists(), timeout=10, message="the command to start")
+    child = int((tmp_path / "child-pid").read_text())
+
+    wrapper.send_signal(signal.SIGTERM)
+    wait_until(lambda: (tmp_path / "sigterms").exists(), timeout=5, message="the first stop")
+    time.sleep(0.5)
+    assert wrapper.poll() is None  # the command is still finishing
+    wrapper.send_signal(signal.SIGTERM)
+
+    assert wrapper.wait(10) == 0
+    wait_until(lambda: not _alive(child), timeout=5, message="the command's child to be killed")
+    assert "killing `" in log.read_text()
+
+
+def test_a_command_dies_with_its_supervisor(tmp_path):
+    log = tmp_path / "log"
+    wrapper = supervise(sys.executable, "-c", "import time; time.sleep(60)", log_path=log)
+    wait_until(lambda: started_pids(log), timeout=10, message="the child to start")
+    (child,) = started_pids(log)
+
+    wrapper.kill()  # SIGKILL cannot be passed on: the command must not outlive it
+    wrapper.wait(10)
+
+    wait_until(lambda: not _alive(child), timeout=5, message="the command to end with it")
+
+
+def _alive(pid: int) -> bool:
+    """Running, not exited (an exited child waits as a zombie until it is reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

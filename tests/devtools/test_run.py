@@ -1,8 +1,15 @@
-"""make run's launcher: Flower's password is made once and kept, the environment's wins."""
+"""make run's launcher: Flower's password is made once and kept, the environment's wins; Ctrl-C
+waits for busy workers, a second one stops at once."""
 
+import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 
 from devtools.run import flower_credentials, urls_block
+from tests.processes import BIN, REPO, wait_until
 
 
 def test_the_first_run_makes_a_password_and_keeps_it_readable_by_its_owner_only(tmp_path):
@@ -47,3 +54,74 @@ def test_the_addresses_follow_the_procfiles_variables():
     assert "Storefront  http://127.0.0.1:8100/" in block
     assert "Ops         http://127.0.0.1:8100/ops/" in block
     assert "Flower      http://127.0.0.1:5600/  user admin, password pw" in block
+
+
+# A worker busy with a long task: it notes SIGTERM and carries on.
+BUSY = """
+import pathlib, signal, sys, time
+note = pathlib.Path(sys.argv[1])
+signal.signal(signal.SIGTERM, lambda *_: note.write_text("asked to stop"))
+note.with_suffix(".ready").write_text("")
+time.sleep(120)
+"""
+
+
+def start_honcho(tmp_path, *, grace_seconds: float) -> subprocess.Popen:
+    (tmp_path / "busy.py").write_text(BUSY)
+    (tmp_path / "Procfile").write_text(
+        f"busy: python -m devtools.restart_on_exit python {tmp_path / 'busy.py'} "
+        f"{tmp_path / 'busy.note'}\n"
+        "idle: python -m devtools.restart_on_exit python -c 'import time; time.sleep(120)'\n"
+    )
+    launcher = (
+        "import sys; from pathlib import Path; from devtools.run import honcho_start; "
+        f"sys.exit(honcho_start(Path({str(tmp_path / 'Procfile')!r}), names=[], "
+        f"grace_seconds={grace_seconds}))"
+    )
+    honcho = subprocess.Popen(
+        [sys.executable, "-c", launcher],
+        cwd=REPO,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
+        stdout=open(tmp_path / "log", "wb"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_until(
+        lambda: (tmp_path / "busy.ready").exists(), timeout=20, message="the busy line to start"
+    )
+    return honcho
+
+
+def test_ctrl_c_waits_for_a_busy_worker_past_honchos_5_s_and_a_second_ctrl_c_stops_now(tmp_path):
+    honcho = start_honcho(tmp_path, grace_seconds=60)
+    try:
+        honcho.send_signal(signal.SIGINT)
+        wait_until(lambda: (tmp_path / "busy.note").exists(), timeout=5, message="the stop")
+        time.sleep(7)  # honcho alone sends SIGKILL 5 s after the idle line stopped
+
+        assert honcho.poll() is None
+        log = (tmp_path / "log").read_text()
+        assert "idle.1 stopped" in log and "SIGKILL" not in log
+        assert "Ctrl-C again to stop now" in log
+
+        honcho.send_signal(signal.SIGINT)
+        assert honcho.wait(10) is not None
+    finally:
+        if honcho.poll() is None:
+            os.killpg(honcho.pid, signal.SIGKILL)
+    log = (tmp_path / "log").read_text()
+    assert "stopping now" in log and "restart_on_exit: killing `python" in log
+
+
+def test_a_worker_still_busy_after_the_grace_is_stopped(tmp_path):
+    honcho = start_honcho(tmp_path, grace_seconds=2)
+    try:
+        stopped_at = time.monotonic()
+        honcho.send_signal(signal.SIGINT)
+
+        assert honcho.wait(15) is not None
+        assert time.monotonic() - stopped_at < 10
+    finally:
+        if honcho.poll() is None:
+            os.killpg(honcho.pid, signal.SIGKILL)
+    assert "restart_on_exit: killing `python" in (tmp_path / "log").read_text()

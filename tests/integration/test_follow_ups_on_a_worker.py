@@ -171,3 +171,43 @@ def test_a_permanent_warehouse_rejection_becomes_a_dead_letter_and_spares_the_re
         "warehouse_sync": "dead",
         "invoice": "succeeded",
     }
+
+
+# Strict: it passes, and must then lose this mark, once the engine raises AttemptFailed(dead=True)
+# for a permanent error as it does for a spent deadline (follow_ups/services.py, follow_up_run:
+# `raise AttemptFailed(f"dead: {type(exc).__name__}: {exc}", dead=True) from exc` after
+# follow_up_bury, instead of a bare `raise`); the task's `throws` then covers it.
+@pytest.mark.xfail(
+    strict=True,
+    reason="a permanent error is re-raised as itself: Celery logs 'raised unexpected' + traceback",
+)
+def test_an_expected_dead_letter_logs_one_structured_line_and_no_traceback(
+    live_worker, client, warehouse, smtp_server
+):
+    warehouse.configure(reject=True)
+    log_before = len(live_worker.log())
+    placed = place(client, (ProductFactory().sku, 1))
+    dead_letter = wait_until(
+        lambda: follow_ups_of(placed["id"]).filter(kind="warehouse_sync", status="dead").first(),
+        timeout=30,
+        message="a dead letter",
+    )
+    wait_until(
+        lambda: (
+            f'"follow_up_id": {dead_letter.pk},' in live_worker.log()[log_before:]
+            and '"job.finished"' in live_worker.log()[log_before:]
+        ),
+        timeout=10,
+        message="the job log's line",
+    )
+
+    log = live_worker.log()[log_before:]
+    finished = [
+        json.loads(line)
+        for line in log.splitlines()
+        if '"job.finished"' in line and f'"follow_up_id": {dead_letter.pk},' in line
+    ]
+    assert [(line["outcome"], line["level"]) for line in finished] == [("dead", "error")]
+    assert "422" in finished[0]["error"]
+    assert "Traceback" not in log
+    assert "raised unexpected" not in log

@@ -47,14 +47,65 @@ def test_metrics_carry_the_same_figures_as_the_ops_page(admin_client):
         "shop_follow_up_retry_rate",
         "shop_follow_up_failure_rate",
         "shop_workers_online",
+        "shop_queue_workers",
         "shop_relay_last_tick_timestamp_seconds",
-        "shop_relay_published_total",
-        "shop_relay_recovered_total",
-        "shop_relay_republished_total",
-        "shop_relay_failed_total",
         "shop_relay_lag_seconds",
+        "shop_beat_lease_expires_timestamp_seconds",
     ):
         assert f"# TYPE {name} gauge" in text
+
+
+def test_what_the_relay_did_is_a_counter_as_its_total_name_promises(admin_client):
+    RelayState.objects.create(pk=1, published=7, recovered=2, republished=1, failed=3)
+
+    text = admin_client.get("/metrics").content.decode()
+
+    for name in ("published", "recovered", "republished", "failed"):
+        assert f"# TYPE shop_relay_{name}_total counter" in text
+        assert f"# TYPE shop_relay_{name}_total gauge" not in text
+
+
+def test_metrics_measure_how_long_the_web_took_per_route_not_per_path(admin_client):
+    order = place_order((ProductFactory(), 1)).order
+
+    def order_page_views() -> float:
+        text = admin_client.get("/metrics").content.decode()
+        counts = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("shop_http_request_duration_seconds_count")
+            and 'route="/orders/<str:order_id>/"' in line
+            and 'method="GET"' in line
+        ]
+        return sum(counts)
+
+    before = order_page_views()  # the histogram lives as long as the process: count the change
+    for _ in range(3):
+        admin_client.get(f"/orders/{order.pk}/")
+    admin_client.get("/no-such-page-1/")
+
+    text = admin_client.get("/metrics").content.decode()
+    assert order_page_views() - before == 3
+    assert str(order.pk) not in text  # an order's path is its access token
+    assert 'route="unmatched"' in text and "no-such-page" not in text
+
+
+def test_metrics_say_how_many_workers_consume_each_queue_and_until_when_beat_holds_its_lease(
+    admin_client,
+):
+    from scheduling.beat import LEASE_NAME
+    from scheduling.models import Lease
+
+    Lease.objects.create(
+        name=LEASE_NAME, holder="beat-1", expires_at=timezone.now(), acquired_at=timezone.now()
+    )
+
+    text = admin_client.get("/metrics").content.decode()
+
+    # No worker runs in this test: each queue is there, with none.
+    for queue in ("critical", "default", "bulk"):
+        assert f'shop_queue_workers{{queue="{queue}"}} 0.0' in text
+    assert "shop_beat_lease_expires_timestamp_seconds 1." in text
 
 
 def test_metrics_carry_what_the_relay_did(admin_client):
