@@ -568,8 +568,9 @@ def follow_up_run(*, follow_up_id: int) -> dict:
     except Exception as exc:
         if kind.provider:  # the provider answered, with a refusal: it is up
             breakers.breaker_record_success(provider=kind.provider, admission=admission)
-        follow_up_bury(follow_up=follow_up, error=f"{type(exc).__name__}: {exc}")
-        raise
+        error = f"{type(exc).__name__}: {exc}"
+        follow_up_bury(follow_up=follow_up, error=error)
+        raise AttemptFailed(f"dead: {error}", dead=True) from exc
     if kind.provider:
         breakers.breaker_record_success(provider=kind.provider, admission=admission)
     if not follow_up_succeed(follow_up=follow_up, result=result):

@@ -144,8 +144,9 @@ def test_a_transient_failure_schedules_one_retry_in_the_database_and_a_later_run
 
 def test_a_permanent_failure_is_a_dead_letter_at_once(make_follow_up):
     row = make_follow_up(ValueError)
-    with pytest.raises(ValueError):
+    with pytest.raises(services.AttemptFailed, match="dead: ValueError") as failed:
         services.follow_up_run(follow_up_id=row.pk)
+    assert failed.value.dead and isinstance(failed.value.__cause__, ValueError)
     row.refresh_from_db()
     assert (row.status, row.attempts) == ("dead", 1)
 

@@ -173,14 +173,6 @@ def test_a_permanent_warehouse_rejection_becomes_a_dead_letter_and_spares_the_re
     }
 
 
-# Strict: it passes, and must then lose this mark, once the engine raises AttemptFailed(dead=True)
-# for a permanent error as it does for a spent deadline (follow_ups/services.py, follow_up_run:
-# `raise AttemptFailed(f"dead: {type(exc).__name__}: {exc}", dead=True) from exc` after
-# follow_up_bury, instead of a bare `raise`); the task's `throws` then covers it.
-@pytest.mark.xfail(
-    strict=True,
-    reason="a permanent error is re-raised as itself: Celery logs 'raised unexpected' + traceback",
-)
 def test_an_expected_dead_letter_logs_one_structured_line_and_no_traceback(
     live_worker, client, warehouse, smtp_server
 ):
