@@ -162,6 +162,9 @@ EMAIL_RECORD_SENT_PATIENCE_SECONDS = float(
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Celery Shop <shop@example.com>")
 
 # --- Shop integrations ----------------------------------------------------------------------------
+# An order whose follow-ups are not all done this long after checkout reads "Delayed" to its
+# customer (orders.selectors.order_state); they normally finish within seconds.
+ORDER_DELAYED_AFTER_SECONDS = int(os.environ.get("ORDER_DELAYED_AFTER_SECONDS", "30"))
 # Failed checkouts (refused cards, rejected forms) one client address may make per window before it
 # gets 429; placed orders never count. 0 switches the limit off (the benchmarks do).
 CHECKOUT_FAILURES_PER_CLIENT = int(os.environ.get("CHECKOUT_FAILURES_PER_CLIENT", "10"))
