@@ -11,12 +11,13 @@ from follow_ups.models import FollowUp
 from follow_ups.registry import kind_get
 from follow_ups.selectors import follow_ups_of
 from orders.invoices import invoice_pdf
-from orders.models import Invoice, Order
+from orders.models import CheckoutFailures, Invoice, Order
 from orders.services import (
     CHECKOUT_KINDS,
     CONFIRMATION_EMAIL,
     INVOICE,
     WAREHOUSE_SYNC,
+    checkout_failure_window,
     order_subject,
 )
 
@@ -42,6 +43,34 @@ def invoice_pdf_get(*, order: Order) -> bytes | None:
     if pdf is None:
         return None
     return bytes(pdf) or invoice_pdf(order)
+
+
+@dataclass(frozen=True)
+class CheckoutLimit:
+    """The failed-checkout limit as the checkout page tells it (``CHECKOUT_FAILURES_PER_CLIENT``
+    per ``CHECKOUT_FAILURE_WINDOW_SECONDS``), and how many failures this client has left."""
+
+    failures: int  # allowed per window
+    window_minutes: int
+    left: int
+
+
+def checkout_limit_get(*, client: str) -> CheckoutLimit | None:
+    """``None`` when the limit is off."""
+    limit = settings.CHECKOUT_FAILURES_PER_CLIENT
+    if not limit:
+        return None
+    window_start, _ = checkout_failure_window(timezone.now())
+    used = (
+        CheckoutFailures.objects.filter(client=client, window_start=window_start)
+        .values_list("failures", flat=True)
+        .first()
+    ) or 0
+    return CheckoutLimit(
+        failures=limit,
+        window_minutes=max(1, settings.CHECKOUT_FAILURE_WINDOW_SECONDS // 60),
+        left=max(0, limit - used),
+    )
 
 
 def order_for_checkout_key(*, key: str) -> Order | None:

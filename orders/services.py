@@ -568,7 +568,8 @@ def invoice_create(*, order: Order) -> dict:
 # --- Throttling failed checkouts (card testing, mail to strangers) -----------------------------
 
 
-def _checkout_window(now) -> tuple:
+def checkout_failure_window(now) -> tuple:
+    """The fixed window ``now`` falls in: its start, and the seconds left until it ends."""
     seconds = settings.CHECKOUT_FAILURE_WINDOW_SECONDS
     start = int(now.timestamp() // seconds * seconds)
     return datetime.fromtimestamp(start, tz=UTC), start + seconds - now.timestamp()
@@ -603,7 +604,7 @@ def checkout_throttle_reserve(*, client: str) -> ThrottleSlot | None:
     limit = settings.CHECKOUT_FAILURES_PER_CLIENT
     if not limit:
         return None
-    window_start, left = _checkout_window(timezone.now())
+    window_start, left = checkout_failure_window(timezone.now())
     window = CheckoutFailures.objects.filter(client=client, window_start=window_start)
     for _ in range(2):
         if window.filter(failures__lt=limit).update(failures=F("failures") + 1):
@@ -633,12 +634,23 @@ def checkout_throttle_release(*, slot: ThrottleSlot) -> None:
         logger.exception("checkout slot of %s: kept until its window ends", slot.client)
 
 
+def checkout_failures_clear(*, client: str | None = None) -> int:
+    """Forget the failed checkouts counted against ``client`` (every client's when ``None``), so
+    it may check out again at once: the failure lab's way out for someone who tried every test
+    card. Returns how many windows were forgotten."""
+    windows = CheckoutFailures.objects.all()
+    if client is not None:
+        windows = windows.filter(client=client)
+    deleted, _ = windows.delete()
+    return deleted
+
+
 def checkout_failure_record(*, client: str) -> None:
     """Count a failure that never reached the gateway (a rejected checkout form, a reused key)
     against the client's window; a refused card keeps the slot it reserved instead."""
     if not settings.CHECKOUT_FAILURES_PER_CLIENT:
         return
-    window_start, _ = _checkout_window(timezone.now())
+    window_start, _ = checkout_failure_window(timezone.now())
     counted = CheckoutFailures.objects.filter(client=client, window_start=window_start).update(
         failures=F("failures") + 1
     )

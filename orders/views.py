@@ -121,6 +121,10 @@ def checkout(request):
 
 
 def _checkout_render(request, form: CheckoutForm, lines, status: int = 200):
+    client = services.checkout_client(
+        remote_addr=request.META.get("REMOTE_ADDR", ""),
+        forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR", ""),
+    )
     return render(
         request,
         "orders/checkout.html",
@@ -129,6 +133,7 @@ def _checkout_render(request, form: CheckoutForm, lines, status: int = 200):
             "lines": lines,
             "total": cart_total(lines),
             "test_cards": payment_test_cards(),
+            "checkout_limit": selectors.checkout_limit_get(client=client),
         },
         status=status,
     )

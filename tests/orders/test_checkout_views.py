@@ -153,7 +153,7 @@ def test_order_page_shows_every_follow_up_and_says_ready_when_all_succeeded(cart
         status="retrying", attempts=2, last_error="HTTP 503"
     )
     page = cart_client.get(f"/orders/{order.pk}/").content
-    assert b"Delayed" in page and b"retrying" in page
+    assert b"Delayed" in page and b"Our warehouse is slow to answer; we keep trying" in page
     assert b"HTTP 503" not in page  # the error is for staff (admin, /ops/), not the customer
 
     FollowUp.objects.filter(label=order.number).update(status="succeeded")
