@@ -176,3 +176,39 @@ def test_invoice_is_404_until_it_is_rendered_then_a_pdf(cart_client):
     Invoice.objects.create(order=order, pdf=b"%PDF-1.4 test")
     response = cart_client.get(f"/orders/{order.pk}/invoice.pdf")
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+
+
+def test_an_implausible_address_is_sent_back_with_a_sentence_beside_each_part(cart_client):
+    token = form_token(cart_client.get("/checkout/"))
+
+    response = cart_client.post(
+        "/checkout/", checkout_form(token, country="Narnia", postal_code="!!!", line1="x")
+    )
+
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert errors["country"] == ["Choose a country we ship to from the list."]
+    assert errors["line1"] == ["Enter the street and house number, such as Kerkstraat 1."]
+    assert "postal_code" not in errors  # judged once a country is chosen
+    assert not Order.objects.exists()
+
+
+def test_a_postal_code_must_have_the_chosen_countrys_shape(cart_client):
+    token = form_token(cart_client.get("/checkout/"))
+
+    response = cart_client.post("/checkout/", checkout_form(token, country="DE"))
+
+    assert response.context["form"].errors["postal_code"] == [
+        "Enter a postal code as written in Germany, such as 10115."
+    ]
+    assert not Order.objects.exists()
+
+
+def test_the_country_is_a_list_of_the_countries_the_shop_ships_to(cart_client):
+    page = cart_client.get("/checkout/").content.decode()
+
+    select = page[page.index('<select name="country"') : page.index("</select>")]
+    assert 'autocomplete="shipping country"' in select
+    assert '<option value="NL" selected>Netherlands</option>' in select
+    assert '<option value="GB">United Kingdom</option>' in select
+    assert len(re.findall(r"<option ", select)) == 30
