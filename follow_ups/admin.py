@@ -14,7 +14,7 @@ class FollowUpAdmin(admin.ModelAdmin):
         "status",
         "attempts",
         "next_attempt_at",
-        "last_error",
+        "error_summary",
         "updated_at",
     ]
     list_filter = ["status", "kind"]
@@ -22,8 +22,17 @@ class FollowUpAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in FollowUp._meta.fields]
     actions = ["replay_dead_letters"]
 
+    class Media:
+        css = {"all": ["follow_ups/admin.css"]}
+
     def has_add_permission(self, request):
         return False  # follow-ups are written by the transaction that decides them
+
+    @admin.display(description="Last error", ordering="last_error")
+    def error_summary(self, follow_up: FollowUp) -> str:
+        """The list shows the error's first 160 characters; the row's page shows all of it."""
+        error = follow_up.last_error or ""
+        return error if len(error) <= 160 else f"{error[:159]}…"
 
     def get_search_results(self, request, queryset, search_term):
         # An id as Flower and the logs show it ("42", "#42", "[42]") finds that row alone, not

@@ -58,8 +58,8 @@ def checkout(request):
         earlier = selectors.order_for_checkout_key(key=_checkout_key(data["token"]))
         if earlier is not None:  # a double click: the first click already placed the order
             return redirect("orders:order_detail", order_id=earlier.pk)
-        if not lines:
-            messages.error(request, "Your cart is empty.")
+        if not lines:  # emptied in another tab since the form was shown
+            messages.error(request, "Nothing was ordered or charged: your cart was emptied.")
             return redirect("shop:cart_detail")
         try:
             placed = services.order_place(
@@ -114,8 +114,7 @@ def checkout(request):
             recurring.abandoned_cart_forget(session_key=request.session.session_key or "")
             messages.success(request, f"Thank you! Order {placed.order.number} is placed.")
             return redirect("orders:order_detail", order_id=placed.order.pk)
-    elif request.method == "GET" and not lines:
-        messages.info(request, "Your cart is empty.")
+    elif request.method == "GET" and not lines:  # the cart page says it is empty
         return redirect("shop:cart_detail")
     return _checkout_render(request, form, lines)
 

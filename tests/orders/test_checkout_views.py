@@ -58,9 +58,11 @@ def test_checkout_page_shows_the_cart_and_the_test_cards(cart_client):
         assert text in response.content
 
 
-def test_checkout_with_an_empty_cart_sends_you_back(client):
+def test_checkout_with_an_empty_cart_sends_you_back_and_says_so_once(client):
     response = client.get("/checkout/", follow=True)
-    assert b"Your cart is empty." in response.content
+
+    assert response.redirect_chain == [("/cart/", 302)]
+    assert response.content.decode().count("Your cart is empty.") == 1
 
 
 def test_checkout_places_the_order_and_shows_its_page(cart_client, product):
@@ -212,3 +214,28 @@ def test_the_country_is_a_list_of_the_countries_the_shop_ships_to(cart_client):
     assert '<option value="NL" selected>Netherlands</option>' in select
     assert '<option value="GB">United Kingdom</option>' in select
     assert len(re.findall(r"<option ", select)) == 30
+
+
+def test_a_sold_out_product_says_so_where_its_button_would_be(client):
+    sold_out = ProductFactory(name="Rare pot", stock=0)
+    ProductFactory(name="Clay pot", stock=3)
+
+    catalog = client.get("/").content.decode()
+    detail = client.get(f"/products/{sold_out.sku}/").content.decode()
+
+    card = catalog[catalog.index('class="card is-sold-out"') :]
+    card = card[: card.index("</article>")]
+    assert "Rare pot" in card and '<span class="sold-out">Sold out</span>' in card
+    assert "Add to cart" not in card
+    assert catalog.count("Add to cart") == 1  # the Clay pot's
+    assert '<span class="sold-out">Sold out</span>' in detail and "Add to cart" not in detail
+
+
+def test_form_labels_have_no_trailing_colon(cart_client, admin_client):
+    for page in (
+        cart_client.get("/checkout/").content.decode(),
+        admin_client.get("/ops/lab/").content.decode(),
+    ):
+        labels = re.findall(r"<label [^>]*>([^<]*)</label>", page)
+        assert labels, "no labels"
+        assert [label for label in labels if label.rstrip().endswith(":")] == []
