@@ -39,10 +39,12 @@ def order_follow_ups(order: Order) -> list[FollowUp]:
 def invoice_pdf_get(*, order: Order) -> bytes | None:
     """The stored invoice PDF; drawn again from the order if retention dropped the stored one
     (``INVOICE_PDF_RETENTION_DAYS``); ``None`` while the invoice is not rendered yet."""
-    pdf = Invoice.objects.filter(order=order).values_list("pdf", flat=True).first()
-    if pdf is None:
+    invoice = Invoice.objects.filter(order=order).first()
+    if invoice is None:
         return None
-    return bytes(pdf) or invoice_pdf(order)
+    return bytes(invoice.pdf) or invoice_pdf(
+        order, number=invoice.number, issued=invoice.created_at
+    )
 
 
 @dataclass(frozen=True)

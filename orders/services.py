@@ -31,6 +31,7 @@ from orders.models import (
     CheckoutFailures,
     CheckoutRequest,
     Invoice,
+    InvoiceSequence,
     Order,
     OrderLine,
     PaymentAttempt,
@@ -551,18 +552,38 @@ def shipment_create(*, order: Order) -> dict:
 
 
 def invoice_create(*, order: Order) -> dict:
-    """Render and store the invoice PDF once; a second run finds it and renders nothing."""
+    """Number, render and store the invoice once; a second run finds it and renders nothing.
+
+    The number is the next of ``InvoiceSequence``, taken under its row's lock in the transaction
+    that stores the invoice: a run that fails gives its number back, so numbers have no gaps.
+    Invoices are numbered one at a time (rendering one takes milliseconds).
+    """
     existing = Invoice.objects.filter(order=order).values_list("pk", flat=True).first()
     if existing is not None:
         return {"invoice_id": existing, "already_rendered": True}
-    pdf = invoice_pdf(order)
+    InvoiceSequence.objects.get_or_create(pk=1)  # once per database; the race is Django's to settle
     try:
         with transaction.atomic():
-            invoice = Invoice.objects.create(order=order, pdf=pdf)
+            sequence = InvoiceSequence.objects.select_for_update().get(pk=1)
+            # A concurrent run may have stored it while this one waited for the lock.
+            existing = Invoice.objects.filter(order=order).values_list("pk", flat=True).first()
+            if existing is not None:
+                return {"invoice_id": existing, "already_rendered": True}
+            number = sequence.last + 1
+            pdf = invoice_pdf(order, number=number, issued=timezone.now())
+            invoice = Invoice.objects.create(order=order, number=number, pdf=pdf)
+            InvoiceSequence.objects.filter(pk=1).update(last=number)
     except IntegrityError:  # a concurrent run stored it first; one invoice per order stands
-        invoice = Invoice.objects.get(order=order)
+        invoice = Invoice.objects.filter(order=order).first()
+        if invoice is None:
+            raise
         return {"invoice_id": invoice.pk, "already_rendered": True}
-    return {"invoice_id": invoice.pk, "bytes": len(pdf), "already_rendered": False}
+    return {
+        "invoice_id": invoice.pk,
+        "number": invoice.display_number,
+        "bytes": len(pdf),
+        "already_rendered": False,
+    }
 
 
 # --- Throttling failed checkouts (card testing, mail to strangers) -----------------------------

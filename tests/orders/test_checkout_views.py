@@ -175,7 +175,7 @@ def test_invoice_is_404_until_it_is_rendered_then_a_pdf(cart_client):
     cart_client.post("/checkout/", checkout_form(token))
     order = Order.objects.get()
     assert cart_client.get(f"/orders/{order.pk}/invoice.pdf").status_code == 404
-    Invoice.objects.create(order=order, pdf=b"%PDF-1.4 test")
+    Invoice.objects.create(order=order, number=1, pdf=b"%PDF-1.4 test")
     response = cart_client.get(f"/orders/{order.pk}/invoice.pdf")
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
 
