@@ -65,6 +65,11 @@ def address_country(value: str) -> str:
     return code
 
 
+def address_country_name(code: str) -> str:
+    """The country's English name for pages; the stored text itself if it is not a known code."""
+    return SHIPPING_COUNTRIES.get(code, (code, "", ""))[0]
+
+
 def address_postal_code(value: str, *, country: str) -> str:
     """The postal code, trimmed and upper-cased, if it has the country's shape."""
     code = _tidy(value).upper()

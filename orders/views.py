@@ -11,6 +11,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
 from orders import recurring, selectors, services
+from orders.addresses import address_country_name
 from orders.forms import CheckoutForm
 from orders.payments import PaymentRefused, payment_test_cards
 from shop.cart import Cart, cart_total
@@ -184,6 +185,7 @@ def order_detail(request, order_id: str):
         template,
         {
             "order": order,
+            "country": address_country_name(order.address_country),
             "progress": selectors.order_progress(order),
             # The state the polling page shows now: its live region is replaced (and so read
             # out by screen readers) only when the state changes, not on every poll.
