@@ -86,8 +86,9 @@ def shop_with_every_state(django_user_model):
 
 @pytest.mark.urls("tests.shop.urls_with_a_bug")  # the shop's URLs, and one whose view raises
 def test_every_page_at_both_widths_has_no_serious_accessibility_violation(
-    live_server, browser, screenshot, shop_with_every_state
+    live_server, browser, screenshot, shop_with_every_state, settings
 ):
+    settings.DEBUG = True  # as `make run` serves them: the 404 and 500 are still the shop's own
     seeds, sold_out, order = (shop_with_every_state[k] for k in ("seeds", "sold_out", "order"))
     unsubscribe = email_unsubscribe_url(email="ann.longname@example.com").split("/email/")[1]
     customer_pages = {
@@ -134,6 +135,10 @@ def test_every_page_at_both_widths_has_no_serious_accessibility_violation(
                 if not name.startswith("admin"):  # Django's own pages are Django's
                     assert page.evaluate("document.documentElement.scrollWidth") <= width, name
                 screenshot(page, f"{name}-{width}")
+                if name in ("not-found", "server-error"):
+                    text = page.locator("main").inner_text()
+                    assert "We could not find that page" in text or "Something went wrong" in text
+                    assert "URLconf" not in page.content() and "Traceback" not in page.content()
                 if name == "checkout":
                     check_the_checkbox_sits_at_its_labels_first_line(page, width)
                 if name == "admin-follow-ups":
