@@ -143,10 +143,15 @@ FOLLOW_UP_DEAD_MEANING = {
     "than usual.",
     INVOICE: "Your invoice is not ready yet; it will appear on this page once it is.",
 }
+
+
 # An order whose follow-ups have not all finished this long after checkout is "delayed", even if
 # none failed: a worker or the broker may be away. They normally finish within seconds; the
 # failure lab's latency reaches past it, so its "slow" shows customers "Delayed" too.
-ORDER_DELAYED_AFTER = timedelta(seconds=settings.ORDER_DELAYED_AFTER_SECONDS)
+def order_delayed_after() -> timedelta:
+    return timedelta(seconds=settings.ORDER_DELAYED_AFTER_SECONDS)
+
+
 IN_FLIGHT = (
     FollowUp.Status.PENDING,
     FollowUp.Status.RUNNING,
@@ -188,10 +193,11 @@ def order_state(follow_ups: list[FollowUp], *, now: datetime | None = None) -> s
 
     Needs our attention once any is dead (even while others still run: someone has to act);
     ready once all succeeded; delayed while one is retrying or waiting for its provider (an outage
-    the shop is waiting out) or any has been unfinished longer than ``ORDER_DELAYED_AFTER``;
+    the shop is waiting out) or any has been unfinished longer than ``order_delayed_after()``;
     placed otherwise.
     """
     now = now or timezone.now()
+    delayed_after = order_delayed_after()
     if not follow_ups:
         # Written with the order, in its transaction: none left means they succeeded long ago
         # and retention pruned them (FOLLOW_UP_RETENTION_DAYS).
@@ -202,7 +208,7 @@ def order_state(follow_ups: list[FollowUp], *, now: datetime | None = None) -> s
         return Order.Status.READY
     if any(
         f.status in (FollowUp.Status.RETRYING, FollowUp.Status.WAITING)
-        or (f.status in IN_FLIGHT and now - f.created_at > ORDER_DELAYED_AFTER)
+        or (f.status in IN_FLIGHT and now - f.created_at > delayed_after)
         for f in follow_ups
     ):
         return Order.Status.DELAYED

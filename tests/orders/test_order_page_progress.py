@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from follow_ups.models import FollowUp
 from orders import services
-from orders.selectors import ORDER_DELAYED_AFTER, follow_up_progress, order_progress
+from orders.selectors import follow_up_progress, order_delayed_after, order_progress
 from tests.factories import ProductFactory, place_order
 
 pytestmark = pytest.mark.django_db
@@ -84,9 +84,20 @@ def test_an_order_waiting_longer_than_usual_is_delayed(order):
     assert order_progress(order).state == "placed"
 
     FollowUp.objects.filter(label=order.number).update(
-        created_at=timezone.now() - ORDER_DELAYED_AFTER - timedelta(seconds=1)
+        created_at=timezone.now() - order_delayed_after() - timedelta(seconds=1)
     )
 
+    assert order_progress(order).state == "delayed"
+
+
+def test_how_long_before_an_order_counts_as_delayed_is_a_setting(order, settings):
+    FollowUp.objects.filter(label=order.number).update(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    settings.ORDER_DELAYED_AFTER_SECONDS = 600
+    assert order_progress(order).state == "placed"
+    settings.ORDER_DELAYED_AFTER_SECONDS = 30  # the default
     assert order_progress(order).state == "delayed"
 
 
