@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "ops.middleware.CustomerErrorPagesMiddleware",  # the shop's 404/500, not DEBUG's, to customers
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
 ]
@@ -165,6 +166,17 @@ EMAIL_RECORD_SENT_PATIENCE_SECONDS = float(
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Celery Shop <shop@example.com>")
 
 # --- Shop integrations ----------------------------------------------------------------------------
+# The seller on every invoice, and the VAT its prices include (the Dutch standard rate by default).
+# Set them to the shop's own before issuing real invoices; INVOICE_SELLER_ADDRESS takes "\n" lines.
+INVOICE_SELLER_NAME = os.environ.get("INVOICE_SELLER_NAME", "Celery Shop B.V.")
+INVOICE_SELLER_ADDRESS = os.environ.get(
+    "INVOICE_SELLER_ADDRESS", "Kerkstraat 1\n1017 GA Amsterdam\nNetherlands"
+).replace("\\n", "\n")
+INVOICE_SELLER_VAT_NUMBER = os.environ.get("INVOICE_SELLER_VAT_NUMBER", "NL000099998B57")
+INVOICE_VAT_PERCENT = float(os.environ.get("INVOICE_VAT_PERCENT", "21"))
+# An order whose follow-ups are not all done this long after checkout reads "Delayed" to its
+# customer (orders.selectors.order_state); they normally finish within seconds.
+ORDER_DELAYED_AFTER_SECONDS = int(os.environ.get("ORDER_DELAYED_AFTER_SECONDS", "30"))
 # Failed checkouts (refused cards, rejected forms) one client address may make per window before it
 # gets 429; placed orders never count. 0 switches the limit off (the benchmarks do).
 CHECKOUT_FAILURES_PER_CLIENT = int(os.environ.get("CHECKOUT_FAILURES_PER_CLIENT", "10"))

@@ -24,7 +24,11 @@ POISON_REPLY = (550, b"5.1.1 Mailbox unavailable (failure lab: poison recipient)
 
 
 class _FaultsCache:
-    """The lab's faults, read at most once per ``FAILURE_LAB_FAULTS_CACHE_SECONDS`` per process."""
+    """The lab's faults, per process. While a latency or an error rate is in force they are read
+    at every send, so healing them in the lab takes effect at once in every worker (the first
+    replay after it goes through); while none is, the read is kept for
+    ``FAILURE_LAB_FAULTS_CACHE_SECONDS``, so a healthy shop pays no query per email. Switching a
+    fault on therefore reaches a worker within those seconds."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -33,7 +37,11 @@ class _FaultsCache:
 
     def get(self) -> EmailFaults:
         with self._lock:
-            if self._faults is None or time.monotonic() >= self._expires_at:
+            if (
+                self._faults is None
+                or _in_force(self._faults)
+                or time.monotonic() >= self._expires_at
+            ):
                 self._faults = email_faults_get()
                 self._expires_at = time.monotonic() + settings.FAILURE_LAB_FAULTS_CACHE_SECONDS
             return self._faults
@@ -44,6 +52,10 @@ class _FaultsCache:
 
 
 faults_cache = _FaultsCache()
+
+
+def _in_force(faults: EmailFaults) -> bool:
+    return bool(faults.latency_ms or faults.error_rate)
 
 
 def _mail_reply(faults: EmailFaults) -> tuple[int, bytes] | None:

@@ -1,4 +1,5 @@
-"""Request middleware: a request id for every request, and a 503 when the database is away.
+"""Request middleware: a request id for every request, a 503 when the database is away, and the
+shop's own error pages on customer routes in development too.
 
 ``RequestIdMiddleware`` gives every web request an id, bound to the log context and echoed in
 ``X-Request-ID``. Tasks published while the request runs carry the id in their headers (see
@@ -15,9 +16,13 @@ import re
 import uuid
 
 import structlog
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.urls import is_valid_path
+from django.views.defaults import page_not_found, server_error
 
 logger = logging.getLogger(__name__)
 
@@ -80,3 +85,60 @@ class DatabaseUnavailableMiddleware:
         if isinstance(exception, DATABASE_AWAY):
             return database_unavailable(request, exception)
         return None
+
+
+# Routes for staff and machines: in development they keep Django's debug pages (the URL list, the
+# traceback), which are written for the person who runs the shop.
+STAFF_PREFIXES = (
+    "/admin/",
+    "/api/",
+    "/ops/",
+    "/dev/",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/static/",
+)
+
+
+class CustomerErrorPagesMiddleware:
+    """In development too (``DEBUG``), a customer's route answers a missing page or a bug with the
+    shop's own 404 and 500 pages, not Django's debug pages, which list every URL pattern. In
+    production Django renders them already; the traceback still reaches the log either way."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if settings.DEBUG and _customer_route(request) and not _resolves(request.path_info):
+            return page_not_found(request, Http404(request.path_info))
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not settings.DEBUG or not _customer_route(request):
+            return None
+        if isinstance(exception, Http404):
+            return page_not_found(request, exception)
+        # The database away is a 503 (DatabaseUnavailableMiddleware); a refusal keeps its 400/403.
+        if isinstance(exception, (*DATABASE_AWAY, PermissionDenied, SuspiciousOperation)):
+            return None
+        logging.getLogger("django.request").error(
+            "Internal Server Error: %s",
+            request.path,
+            exc_info=exception,
+            extra={"status_code": 500, "request": request},
+        )
+        response = server_error(request)
+        response._has_been_logged = True  # with its traceback, above: Django logs it only once
+        return response
+
+
+def _customer_route(request: HttpRequest) -> bool:
+    return not request.path_info.startswith(STAFF_PREFIXES)
+
+
+def _resolves(path: str) -> bool:
+    """The path, or (APPEND_SLASH) the path with a slash CommonMiddleware redirects to, has a view."""
+    return is_valid_path(path) or (
+        settings.APPEND_SLASH and not path.endswith("/") and is_valid_path(f"{path}/")
+    )

@@ -21,9 +21,10 @@ from devtools import selectors as lab_selectors
 from devtools import services as lab_services
 from follow_ups.selectors import breakers_overview
 from ops import selectors, services
-from ops.forms import EmailFaultsForm, WarehouseFaultsForm
+from ops.forms import EMAIL_LATENCY_MAX_MS, EmailFaultsForm, WarehouseFaultsForm
 from ops.http_metrics import http_metrics_register
 from ops.prometheus import SnapshotCollector
+from orders import services as order_services
 
 
 @staff_member_required
@@ -186,6 +187,14 @@ def failure_lab(request):
                 else:
                     messages.success(request, "Warehouse faults saved and sent to the warehouse.")
                 return redirect("ops:failure_lab")
+        elif action == "checkout_limit":
+            forgotten = order_services.checkout_failures_clear()
+            messages.success(
+                request,
+                f"Failed checkouts forgotten ({forgotten} counted window(s)): "
+                "every connection may check out again.",
+            )
+            return redirect("ops:failure_lab")
         elif action == "poison":
             try:
                 placed = services.poison_order_place()
@@ -212,6 +221,11 @@ def failure_lab(request):
             "warehouse_form": warehouse_form,
             "failure_lab_on": settings.FAILURE_LAB,
             "breakers": breakers_overview(),
+            "order_delayed_after_seconds": settings.ORDER_DELAYED_AFTER_SECONDS,
+            "retry_for_hours": settings.FOLLOW_UP_RETRY_FOR_HOURS,
+            "email_latency_max_seconds": EMAIL_LATENCY_MAX_MS // 1000,
+            "checkout_failures_per_client": settings.CHECKOUT_FAILURES_PER_CLIENT,
+            "checkout_window_minutes": settings.CHECKOUT_FAILURE_WINDOW_SECONDS // 60,
             **_breaker_settings(),
         },
         status=status,

@@ -78,8 +78,13 @@ class OrderAdmin(OrderFollowUpsMixin, admin.ModelAdmin):
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["order", "created_at"]
+    list_display = ["invoice_number", "order", "created_at"]
+    search_fields = ["=number", "order__number"]
     exclude = ["pdf"]
+
+    @admin.display(description="Number", ordering="number")
+    def invoice_number(self, invoice: Invoice) -> str:
+        return invoice.display_number
 
     # Rendered by the invoice follow-up only: an invoice added here would be an empty PDF that the
     # follow-up then takes for the rendered one, and the customer downloads nothing.

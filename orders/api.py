@@ -7,9 +7,24 @@ from django.core.validators import validate_email
 from django.http import JsonResponse
 from ninja import Header, Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import AfterValidator, Field, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from orders import selectors, services
+from orders.addresses import (
+    AddressInvalid,
+    address_city,
+    address_country,
+    address_line,
+    address_postal_code,
+)
 from orders.models import Order
 from orders.payments import CARD_NUMBER_ERROR, PaymentRefused, card_number_digits
 
@@ -45,11 +60,35 @@ def _card_number(value: str) -> str:
     return digits
 
 
+def _address_check(check, field: str):
+    """An address part checked as the checkout form checks it: 422 with the form's sentence."""
+
+    def validate(value: str) -> str:
+        try:
+            return check(value)
+        except AddressInvalid as exc:
+            raise PydanticCustomError(field, str(exc)) from None
+
+    return AfterValidator(validate)
+
+
 class AddressIn(Schema):
-    line1: text(200)
-    city: text(100)
+    line1: Annotated[text(200), _address_check(address_line, "line1")]
+    city: Annotated[text(100), _address_check(address_city, "city")]
+    # The country before the postal code: the code's shape depends on it.
+    country: Annotated[text(60, min_length=2), _address_check(address_country, "country")]
     postal_code: text(20)
-    country: text(60, min_length=2)
+
+    @field_validator("postal_code")
+    @classmethod
+    def _postal_code(cls, value: str, info: ValidationInfo) -> str:
+        country = info.data.get("country")
+        if country is None:  # the country was refused: its own error says so
+            return value
+        try:
+            return address_postal_code(value, country=country)
+        except AddressInvalid as exc:
+            raise PydanticCustomError("postal_code", str(exc)) from None
 
 
 class ItemIn(Schema):

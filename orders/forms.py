@@ -1,5 +1,12 @@
 from django import forms
 
+from orders.addresses import (
+    COUNTRY_CHOICES,
+    AddressInvalid,
+    address_city,
+    address_line,
+    address_postal_code,
+)
 from orders.payments import CARD_NUMBER_ERROR, card_number_digits
 
 
@@ -32,10 +39,11 @@ class CheckoutForm(forms.Form):
         max_length=20,
         widget=forms.TextInput(attrs={"autocomplete": "shipping postal-code"}),
     )
-    country = forms.CharField(
-        max_length=60,
+    country = forms.ChoiceField(
+        choices=COUNTRY_CHOICES,
         initial="NL",
-        widget=forms.TextInput(attrs={"autocomplete": "shipping country"}),
+        widget=forms.Select(attrs={"autocomplete": "shipping country"}),
+        error_messages={"invalid_choice": "Choose a country we ship to from the list."},
     )
     card_number = forms.CharField(
         label="Card number",
@@ -56,8 +64,25 @@ class CheckoutForm(forms.Form):
             raise forms.ValidationError(CARD_NUMBER_ERROR)
         return digits
 
-    def clean_country(self):
-        country = self.cleaned_data["country"].strip()
-        if len(country) < 2:
-            raise forms.ValidationError("Enter a country name or its two-letter code.")
-        return country
+    def clean_line1(self):
+        return _address_part(address_line, self.cleaned_data["line1"])
+
+    def clean_city(self):
+        return _address_part(address_city, self.cleaned_data["city"])
+
+    def clean(self):
+        cleaned = super().clean()
+        country, postal_code = cleaned.get("country"), cleaned.get("postal_code")
+        if country and postal_code:  # its shape depends on the country
+            try:
+                cleaned["postal_code"] = address_postal_code(postal_code, country=country)
+            except AddressInvalid as exc:
+                self.add_error("postal_code", str(exc))
+        return cleaned
+
+
+def _address_part(check, value: str) -> str:
+    try:
+        return check(value)
+    except AddressInvalid as exc:
+        raise forms.ValidationError(str(exc)) from None

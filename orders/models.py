@@ -70,14 +70,34 @@ class OrderLine(models.Model):
 
 
 class Invoice(models.Model):
-    """The invoice PDF, rendered once per order and kept in the database so every process can serve it."""
+    """The invoice PDF, rendered once per order and kept in the database so every process can serve
+    it. Its number is its own, from ``InvoiceSequence``: gap-free, as tax authorities ask."""
 
     order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="invoice")
+    number = models.PositiveIntegerField(unique=True)
     pdf = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
-        return f"Invoice for {self.order_id}"
+        return self.display_number
+
+    @property
+    def display_number(self) -> str:
+        return invoice_display_number(self.number)
+
+
+def invoice_display_number(number: int) -> str:
+    return f"INV-{number:06d}"
+
+
+class InvoiceSequence(models.Model):
+    """The last invoice number issued; one row. A number is taken under this row's lock in the
+    transaction that stores its invoice, so a rolled-back invoice gives its number back: no gaps."""
+
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"last invoice number: {self.last}"
 
 
 class CheckoutRequest(models.Model):

@@ -31,6 +31,7 @@ from orders.models import (
     CheckoutFailures,
     CheckoutRequest,
     Invoice,
+    InvoiceSequence,
     Order,
     OrderLine,
     PaymentAttempt,
@@ -551,24 +552,45 @@ def shipment_create(*, order: Order) -> dict:
 
 
 def invoice_create(*, order: Order) -> dict:
-    """Render and store the invoice PDF once; a second run finds it and renders nothing."""
+    """Number, render and store the invoice once; a second run finds it and renders nothing.
+
+    The number is the next of ``InvoiceSequence``, taken under its row's lock in the transaction
+    that stores the invoice: a run that fails gives its number back, so numbers have no gaps.
+    Invoices are numbered one at a time (rendering one takes milliseconds).
+    """
     existing = Invoice.objects.filter(order=order).values_list("pk", flat=True).first()
     if existing is not None:
         return {"invoice_id": existing, "already_rendered": True}
-    pdf = invoice_pdf(order)
+    InvoiceSequence.objects.get_or_create(pk=1)  # once per database; the race is Django's to settle
     try:
         with transaction.atomic():
-            invoice = Invoice.objects.create(order=order, pdf=pdf)
+            sequence = InvoiceSequence.objects.select_for_update().get(pk=1)
+            # A concurrent run may have stored it while this one waited for the lock.
+            existing = Invoice.objects.filter(order=order).values_list("pk", flat=True).first()
+            if existing is not None:
+                return {"invoice_id": existing, "already_rendered": True}
+            number = sequence.last + 1
+            pdf = invoice_pdf(order, number=number, issued=timezone.now())
+            invoice = Invoice.objects.create(order=order, number=number, pdf=pdf)
+            InvoiceSequence.objects.filter(pk=1).update(last=number)
     except IntegrityError:  # a concurrent run stored it first; one invoice per order stands
-        invoice = Invoice.objects.get(order=order)
+        invoice = Invoice.objects.filter(order=order).first()
+        if invoice is None:
+            raise
         return {"invoice_id": invoice.pk, "already_rendered": True}
-    return {"invoice_id": invoice.pk, "bytes": len(pdf), "already_rendered": False}
+    return {
+        "invoice_id": invoice.pk,
+        "number": invoice.display_number,
+        "bytes": len(pdf),
+        "already_rendered": False,
+    }
 
 
 # --- Throttling failed checkouts (card testing, mail to strangers) -----------------------------
 
 
-def _checkout_window(now) -> tuple:
+def checkout_failure_window(now) -> tuple:
+    """The fixed window ``now`` falls in: its start, and the seconds left until it ends."""
     seconds = settings.CHECKOUT_FAILURE_WINDOW_SECONDS
     start = int(now.timestamp() // seconds * seconds)
     return datetime.fromtimestamp(start, tz=UTC), start + seconds - now.timestamp()
@@ -603,7 +625,7 @@ def checkout_throttle_reserve(*, client: str) -> ThrottleSlot | None:
     limit = settings.CHECKOUT_FAILURES_PER_CLIENT
     if not limit:
         return None
-    window_start, left = _checkout_window(timezone.now())
+    window_start, left = checkout_failure_window(timezone.now())
     window = CheckoutFailures.objects.filter(client=client, window_start=window_start)
     for _ in range(2):
         if window.filter(failures__lt=limit).update(failures=F("failures") + 1):
@@ -633,12 +655,23 @@ def checkout_throttle_release(*, slot: ThrottleSlot) -> None:
         logger.exception("checkout slot of %s: kept until its window ends", slot.client)
 
 
+def checkout_failures_clear(*, client: str | None = None) -> int:
+    """Forget the failed checkouts counted against ``client`` (every client's when ``None``), so
+    it may check out again at once: the failure lab's way out for someone who tried every test
+    card. Returns how many windows were forgotten."""
+    windows = CheckoutFailures.objects.all()
+    if client is not None:
+        windows = windows.filter(client=client)
+    deleted, _ = windows.delete()
+    return deleted
+
+
 def checkout_failure_record(*, client: str) -> None:
     """Count a failure that never reached the gateway (a rejected checkout form, a reused key)
     against the client's window; a refused card keeps the slot it reserved instead."""
     if not settings.CHECKOUT_FAILURES_PER_CLIENT:
         return
-    window_start, _ = _checkout_window(timezone.now())
+    window_start, _ = checkout_failure_window(timezone.now())
     counted = CheckoutFailures.objects.filter(client=client, window_start=window_start).update(
         failures=F("failures") + 1
     )

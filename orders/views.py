@@ -11,6 +11,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
 from orders import recurring, selectors, services
+from orders.addresses import address_country_name
 from orders.forms import CheckoutForm
 from orders.payments import PaymentRefused, payment_test_cards
 from shop.cart import Cart, cart_total
@@ -58,8 +59,8 @@ def checkout(request):
         earlier = selectors.order_for_checkout_key(key=_checkout_key(data["token"]))
         if earlier is not None:  # a double click: the first click already placed the order
             return redirect("orders:order_detail", order_id=earlier.pk)
-        if not lines:
-            messages.error(request, "Your cart is empty.")
+        if not lines:  # emptied in another tab since the form was shown
+            messages.error(request, "Nothing was ordered or charged: your cart was emptied.")
             return redirect("shop:cart_detail")
         try:
             placed = services.order_place(
@@ -114,13 +115,16 @@ def checkout(request):
             recurring.abandoned_cart_forget(session_key=request.session.session_key or "")
             messages.success(request, f"Thank you! Order {placed.order.number} is placed.")
             return redirect("orders:order_detail", order_id=placed.order.pk)
-    elif request.method == "GET" and not lines:
-        messages.info(request, "Your cart is empty.")
+    elif request.method == "GET" and not lines:  # the cart page says it is empty
         return redirect("shop:cart_detail")
     return _checkout_render(request, form, lines)
 
 
 def _checkout_render(request, form: CheckoutForm, lines, status: int = 200):
+    client = services.checkout_client(
+        remote_addr=request.META.get("REMOTE_ADDR", ""),
+        forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR", ""),
+    )
     return render(
         request,
         "orders/checkout.html",
@@ -129,6 +133,7 @@ def _checkout_render(request, form: CheckoutForm, lines, status: int = 200):
             "lines": lines,
             "total": cart_total(lines),
             "test_cards": payment_test_cards(),
+            "checkout_limit": selectors.checkout_limit_get(client=client),
         },
         status=status,
     )
@@ -180,6 +185,7 @@ def order_detail(request, order_id: str):
         template,
         {
             "order": order,
+            "country": address_country_name(order.address_country),
             "progress": selectors.order_progress(order),
             # The state the polling page shows now: its live region is replaced (and so read
             # out by screen readers) only when the state changes, not on every poll.

@@ -20,6 +20,7 @@ register_converter(SkuConverter, "sku")
 app_name = "shop"
 urlpatterns = [
     path("", views.catalog, name="catalog"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("category/<slug:category_slug>/", views.catalog, name="category"),
     path("products/<sku:sku>/", views.product_detail, name="product_detail"),
     path("products/<sku:sku>/image.svg", views.product_image, name="product_image"),

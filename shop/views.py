@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
@@ -34,6 +35,13 @@ def product_detail(request, sku: str):
     if product is None:
         raise Http404("No such product")
     return render(request, "shop/product_detail.html", {"product": product})
+
+
+@require_GET
+@cache_control(max_age=86400, public=True)
+def favicon(request):
+    """Browsers and tools ask for /favicon.ico whatever the page links: the shop's icon."""
+    return redirect(static("shop/favicon.svg"), permanent=True)
 
 
 @require_GET

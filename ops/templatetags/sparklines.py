@@ -1,7 +1,7 @@
 """A server-rendered SVG sparkline: the last hour of a metric, one point a minute, no JavaScript.
 
-The chart stretches to its cell's width (its lines keep their thickness), and a time axis under it
-has a tick every quarter of an hour, counted back from now, and says where "now" is.
+The chart stretches to its cell's width (its lines keep their thickness), with a tick every quarter
+of an hour counted back from now; ``sparkline_axis`` labels those ticks once, under a table's charts.
 """
 
 from django import template
@@ -44,17 +44,23 @@ def sparkline(values, label=""):
         '<line x1="0" y1="{axis_y}" x2="{width}" y2="{axis_y}" vector-effect="non-scaling-stroke"/>'
         "{ticks}</g>"
         '<polyline fill="none" stroke="currentColor" stroke-width="1.5" '
-        'vector-effect="non-scaling-stroke" points="{points}"/></svg>'
-        '<figcaption class="sparkline-times" aria-hidden="true"><span>−{start}</span>'
-        "<span>−{half} min</span><span>now</span></figcaption></figure>",
+        'vector-effect="non-scaling-stroke" points="{points}"/></svg></figure>',
         description=description,
         width=WIDTH,
         height=HEIGHT,
         axis_y=AXIS_Y,
         ticks=ticks,
         points=points,
-        span=span,
-        # "−1 h", not "−60 min": three labels must fit a narrow column without wrapping.
+    )
+
+
+@register.simple_tag
+def sparkline_axis(span: int = 60):
+    """The charts' time axis in words, once per table: "−1 h", "−30 min", "now"."""
+    # "−1 h", not "−60 min": three labels must fit a narrow column without wrapping.
+    return format_html(
+        '<div class="sparkline-times"><span>−{start}</span><span>−{half} min</span>'
+        "<span>now</span></div>",
         start=f"{span // 60} h" if span % 60 == 0 else f"{span} min",
         half=span // 2,
     )

@@ -125,6 +125,9 @@ def test_the_ops_page_fits_the_screen_and_its_charts_fill_their_cells(
         if width >= 1280:
             assert page.evaluate(TABLES_CUT_OFF) == []
         assert page.evaluate(AXIS_LABELS_CUT_OFF) == 0
+        # The time axis is labelled once under each table's chart columns, not under every chart.
+        assert page.locator("table.metrics tfoot .sparkline-times").count() == 5 + 3
+        assert page.locator("table.metrics tbody .sparkline-times").count() == 0
         # Each chart fills its cell (less the cell's padding) and is wide enough to read.
         for cell, chart in page.evaluate(SPARKLINE_WIDTHS):
             assert chart >= 80 and cell - chart < 12, (cell, chart)

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from devtools.email_backends import faults_cache
+from devtools.models import EmailFaults
 from devtools.services import email_faults_set
 from notifications.models import EmailDelivery, OutboxMessage
 from notifications.services import EmailPermanentFailure, EmailTemporaryFailure, email_send
@@ -136,4 +137,20 @@ def test_the_faults_are_read_once_per_cache_period_not_per_email(settings):
     reads = [q["sql"] for q in queries.captured_queries if "devtools_emailfaults" in q["sql"]]
     assert len(reads) == 1
     assert OutboxMessage.objects.count() == 3
+    faults_cache.clear()
+
+
+def test_healing_a_fault_in_another_process_takes_effect_at_the_next_email(settings):
+    settings.EMAIL_BACKEND = LAB
+    settings.FAILURE_LAB_REAL_EMAIL_BACKEND = OUTBOX
+    settings.FAILURE_LAB_FAULTS_CACHE_SECONDS = 60
+    email_faults_set(latency_ms=0, error_rate=1.0)
+    with pytest.raises(EmailTemporaryFailure, match="451"):
+        send(key="purpose-1")  # this process has the fault in its cache now
+
+    # The lab's page runs in the web process: this worker's cache is not told.
+    EmailFaults.objects.update(error_rate=0)
+
+    send(key="purpose-2")
+    assert OutboxMessage.objects.count() == 1
     faults_cache.clear()

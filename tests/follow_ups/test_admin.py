@@ -38,3 +38,20 @@ def test_the_admin_carries_the_shops_own_title(admin_client):
     assert "<title>Orders, follow-ups and jobs | Celery Shop admin</title>" in page
     assert "Celery Shop administration" in page
     assert "Django administration" not in page
+
+
+def test_the_follow_up_list_keeps_times_and_order_numbers_on_one_line_and_shortens_errors(
+    admin_client,
+):
+    order = place_order((ProductFactory(), 1)).order
+    FollowUp.objects.filter(label=order.number, kind="warehouse_sync").update(
+        status="dead", last_error="WarehouseUnavailable: HTTP 503: " + "x" * 400
+    )
+
+    listing = admin_client.get("/admin/follow_ups/followup/").content.decode()
+
+    assert "follow_ups/admin.css" in listing
+    assert "Next attempt at" in listing
+    errors = re.findall(r'<td class="field-error_summary">([^<]*)</td>', listing)
+    (error,) = [error for error in errors if error.startswith("WarehouseUnavailable")]
+    assert len(error) == 160 and error.endswith("…")

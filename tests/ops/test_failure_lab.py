@@ -1,16 +1,21 @@
 """The failure lab: stored toggles the providers read, a poison order, and simulated shoppers."""
 
 import re
+from datetime import timedelta
 
 import httpx
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
+from django.test import Client
+from django.utils import timezone
 
 from devtools.models import EmailFaults, WarehouseFaults
 from follow_ups.models import FollowUp
+from ops.forms import EMAIL_LATENCY_MAX_MS
 from ops.services import POISON_RECIPIENT
 from orders.models import Order
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, place_order
 from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +52,40 @@ def test_an_error_rate_above_one_is_a_form_error_not_a_crash(admin_client):
     assert response.status_code == 400
     assert "Ensure this value is less than or equal to 1" in response.content.decode()
     assert not EmailFaults.objects.exists()
+
+
+def test_a_slow_email_provider_set_in_the_lab_shows_customers_delayed(admin_client, settings):
+    latency_seconds = settings.ORDER_DELAYED_AFTER_SECONDS + 5
+    response = admin_client.post(
+        "/ops/lab/",
+        {"action": "email", "email-latency_ms": latency_seconds * 1000, "email-error_rate": "0"},
+    )
+    assert response.status_code == 302
+    order = place_order((ProductFactory(), 1)).order
+    FollowUp.objects.filter(label=order.number, kind="confirmation_email").update(
+        status="running", attempts=1
+    )
+    FollowUp.objects.filter(label=order.number).exclude(kind="confirmation_email").update(
+        status="succeeded", attempts=1
+    )
+
+    # The confirmation is still being sent, as slowly as the lab asked.
+    with time_machine.travel(timezone.now() + timedelta(seconds=latency_seconds - 1)):
+        page = Client().get(f"/orders/{order.pk}/").content.decode()
+
+    assert 'data-status="delayed"' in page
+    assert "Taking longer than usual" not in page  # still running: a delay, not a retry
+    assert settings.ORDER_DELAYED_AFTER_SECONDS * 1000 < EMAIL_LATENCY_MAX_MS
+    assert EMAIL_LATENCY_MAX_MS < settings.CELERY_TASK_SOFT_TIME_LIMIT * 1000
+
+
+def test_the_lab_says_how_to_make_each_state_a_customer_sees(admin_client):
+    page = admin_client.get("/ops/lab/").content.decode()
+
+    states = page[page.index('id="customer-states"') :]
+    for state in ("Order placed", "Delayed", "Needs our attention", "Order ready"):
+        assert f"<strong>{state}</strong>" in states
+    assert "above 30 s" in states
 
 
 def test_an_unknown_action_is_a_bad_request(admin_client):

@@ -240,24 +240,45 @@ def test_how_long_ago_the_relay_ticked_reads_naturally(seconds, words):
     assert ago(now - timedelta(seconds=seconds), now) == words
 
 
-def test_a_sparkline_fills_its_cell_and_has_a_time_axis():
+def test_a_sparkline_fills_its_cell_and_has_its_ticks_and_no_labels_of_its_own():
     chart = sparkline([0] * 59 + [7], "succeeded per minute")
 
     svg = re.search(r"<svg [^>]*>", chart).group(0)
     assert 'width="100%"' in svg and 'preserveAspectRatio="none"' in svg
-    assert re.findall(r"<span>([^<]+)</span>", chart) == ["−1 h", "−30 min", "now"]
+    assert re.findall(r"<span>([^<]+)</span>", chart) == []
     ticks = re.findall(r'<line x1="([\d.]+)" y1="23"', chart)
     assert len(ticks) == 4  # now, 15, 30 and 45 minutes back
     assert float(ticks[0]) == pytest.approx(118)  # the first tick is "now", at the right end
     assert "the last 60 minutes, peak 7" in chart
 
 
-def test_the_ops_page_draws_its_sparklines_with_the_time_axis(admin_client):
+def test_the_ops_page_labels_its_charts_time_axis_once_under_each_table(admin_client):
     page = admin_client.get("/ops/").content.decode()
     # Per queue: depth, oldest wait, throughput, retries, dead letters; per kind: the last three.
     queues, kinds = 3, len(selectors.job_metrics())
-    assert page.count('<td class="spark') == 5 * queues + 3 * kinds
-    assert page.count('<figcaption class="sparkline-times"') == 5 * queues + 3 * kinds
+    assert len(re.findall(r'<td class="spark[" ]', page)) == 5 * queues + 3 * kinds
+    tables = re.findall(r'<table class="metrics">.*?</table>', page, re.DOTALL)
+    assert len(tables) == 2
+    for table, charts in zip(tables, (5, 3), strict=True):
+        body, foot = table.split("<tfoot")
+        assert 'class="sparkline-times"' not in body
+        # One label row under the table: one "now" under each chart column, not one per chart.
+        assert foot.count('<div class="sparkline-times">') == charts
+        assert foot.count("<span>now</span>") == charts
+
+
+def test_the_ops_page_names_the_six_job_metrics_and_sets_the_counts_apart(admin_client):
+    page = admin_client.get("/ops/").content.decode()
+
+    queue_table = re.search(r'<table class="metrics">.*?</thead>', page, re.DOTALL).group(0)
+    headers = re.findall(r"<th[^>]*>([^<]+)</th>", queue_table)
+    group = headers.index("The six job metrics")
+    aside = headers.index("Counts, now")
+    six = ["Queue depth", "Oldest waiting", "Throughput /min", "Retry rate", "Failure rate"]
+    six.append("Dead letters")
+    assert [h for h in headers if h in six] == six
+    assert headers[-2:] == ["Waiting", "Retrying now"]
+    assert group < aside
 
 
 @pytest.mark.django_db

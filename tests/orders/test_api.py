@@ -234,3 +234,54 @@ def test_a_nul_character_is_422_not_a_database_error(client, field):
     response = post_order(client, body)
     assert response.status_code == 422
     assert field in field_errors(response)
+
+
+@pytest.mark.parametrize(
+    ("part", "value", "message"),
+    [
+        ("country", "Narnia", "We ship to the countries of the European Union"),
+        ("postal_code", "!!!", "Enter a postal code as written in Netherlands, such as 1017 GA."),
+        ("postal_code", "10115", "such as 1017 GA"),  # a German code for a Dutch address
+        ("line1", "x", "Enter the street and house number"),
+        ("city", "12", "Enter the town or city."),
+    ],
+)
+def test_an_implausible_address_is_422_with_a_sentence_for_the_part(client, part, value, message):
+    body = checkout_payload((ProductFactory().sku, 1))
+    body["address"][part] = value
+
+    response = post_order(client, body)
+
+    assert response.status_code == 422
+    assert message in field_errors(response)[f"address.{part}"]
+    assert not Order.objects.exists()
+
+
+def test_every_part_of_a_wrong_address_is_named_at_once(client):
+    body = checkout_payload((ProductFactory().sku, 1))
+    body["address"] = {"line1": "x", "city": "?", "postal_code": "!!!", "country": "Narnia"}
+
+    errors = field_errors(post_order(client, body))
+
+    # The postal code cannot be judged without a country: the country's error says what to do.
+    assert set(errors) == {"address.line1", "address.city", "address.country"}
+
+
+@pytest.mark.parametrize(
+    ("country", "postal_code", "stored"),
+    [
+        ("nl", "1017ga", ("NL", "1017GA")),
+        ("Germany", " 10115 ", ("DE", "10115")),
+        ("GB", "sw1a 1aa", ("GB", "SW1A 1AA")),
+        ("PL", "00-950", ("PL", "00-950")),
+    ],
+)
+def test_a_plausible_address_is_stored_with_its_country_code(client, country, postal_code, stored):
+    body = checkout_payload((ProductFactory().sku, 1))
+    body["address"].update(country=country, postal_code=postal_code)
+
+    response = post_order(client, body)
+
+    assert response.status_code == 201, response.json()
+    order = Order.objects.get()
+    assert (order.address_country, order.address_postal_code) == stored

@@ -116,5 +116,5 @@ def test_the_checkout_form_tells_browsers_how_to_fill_it(client, seeds, checkout
         "country": "shipping country",
         "card_number": "cc-number",
     }.items():
-        tag = re.search(rf'<input[^>]*name="{field}"[^>]*>', page).group(0)
+        tag = re.search(rf'<(input|select)[^>]*name="{field}"[^>]*>', page).group(0)
         assert f'autocomplete="{token}"' in tag, field

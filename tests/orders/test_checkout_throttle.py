@@ -82,6 +82,41 @@ def test_the_checkout_form_is_limited_too_and_says_so(client):
     assert not Order.objects.exists()
 
 
+def test_the_checkout_page_warns_that_declined_test_cards_count_and_says_how_many_are_left(
+    client,
+):
+    product = ProductFactory(stock=100)
+    client.post(f"/cart/add/{product.sku}/", {"quantity": 1})
+
+    fresh = client.get("/checkout/").content.decode()
+    for _ in range(3):
+        post_order(client, product.sku, DECLINED_CARD, address="127.0.0.1")
+    after_three = client.get("/checkout/").content.decode()
+
+    notice = 'id="checkout-limit"'
+    assert notice in fresh and "left." not in fresh  # nothing counted yet: no count shown
+    assert "A declined card counts as a failed checkout: after 10 failed checkouts" in fresh
+    assert "within 15 minutes" in fresh
+    assert "7 of 10 left." in after_three
+    # The notice sits with the test cards, where an explorer picks the declined ones.
+    assert after_three.index("Test cards") < after_three.index(notice)
+
+
+def test_the_failure_lab_clears_the_limit_so_a_locked_out_explorer_checks_out_at_once(
+    client, admin_client
+):
+    product = ProductFactory(stock=100)
+    for _ in range(10):
+        post_order(client, product.sku, DECLINED_CARD)
+    assert post_order(client, product.sku, GOOD_CARD).status_code == 429
+
+    cleared = admin_client.post("/ops/lab/", {"action": "checkout_limit"}, follow=True)
+
+    assert "Failed checkouts forgotten" in cleared.content.decode()
+    assert not CheckoutFailures.objects.exists()
+    assert post_order(client, product.sku, GOOD_CARD).status_code == 201
+
+
 def post_via_proxy(client, sku, card, *, forwarded_for):
     """Through the TLS proxy in front (10.0.0.2), which appends the address it saw."""
     return client.post(

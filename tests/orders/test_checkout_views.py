@@ -58,9 +58,11 @@ def test_checkout_page_shows_the_cart_and_the_test_cards(cart_client):
         assert text in response.content
 
 
-def test_checkout_with_an_empty_cart_sends_you_back(client):
+def test_checkout_with_an_empty_cart_sends_you_back_and_says_so_once(client):
     response = client.get("/checkout/", follow=True)
-    assert b"Your cart is empty." in response.content
+
+    assert response.redirect_chain == [("/cart/", 302)]
+    assert response.content.decode().count("Your cart is empty.") == 1
 
 
 def test_checkout_places_the_order_and_shows_its_page(cart_client, product):
@@ -153,7 +155,7 @@ def test_order_page_shows_every_follow_up_and_says_ready_when_all_succeeded(cart
         status="retrying", attempts=2, last_error="HTTP 503"
     )
     page = cart_client.get(f"/orders/{order.pk}/").content
-    assert b"Delayed" in page and b"retrying" in page
+    assert b"Delayed" in page and b"Our warehouse is slow to answer; we keep trying" in page
     assert b"HTTP 503" not in page  # the error is for staff (admin, /ops/), not the customer
 
     FollowUp.objects.filter(label=order.number).update(status="succeeded")
@@ -173,6 +175,67 @@ def test_invoice_is_404_until_it_is_rendered_then_a_pdf(cart_client):
     cart_client.post("/checkout/", checkout_form(token))
     order = Order.objects.get()
     assert cart_client.get(f"/orders/{order.pk}/invoice.pdf").status_code == 404
-    Invoice.objects.create(order=order, pdf=b"%PDF-1.4 test")
+    Invoice.objects.create(order=order, number=1, pdf=b"%PDF-1.4 test")
     response = cart_client.get(f"/orders/{order.pk}/invoice.pdf")
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+
+
+def test_an_implausible_address_is_sent_back_with_a_sentence_beside_each_part(cart_client):
+    token = form_token(cart_client.get("/checkout/"))
+
+    response = cart_client.post(
+        "/checkout/", checkout_form(token, country="Narnia", postal_code="!!!", line1="x")
+    )
+
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert errors["country"] == ["Choose a country we ship to from the list."]
+    assert errors["line1"] == ["Enter the street and house number, such as Kerkstraat 1."]
+    assert "postal_code" not in errors  # judged once a country is chosen
+    assert not Order.objects.exists()
+
+
+def test_a_postal_code_must_have_the_chosen_countrys_shape(cart_client):
+    token = form_token(cart_client.get("/checkout/"))
+
+    response = cart_client.post("/checkout/", checkout_form(token, country="DE"))
+
+    assert response.context["form"].errors["postal_code"] == [
+        "Enter a postal code as written in Germany, such as 10115."
+    ]
+    assert not Order.objects.exists()
+
+
+def test_the_country_is_a_list_of_the_countries_the_shop_ships_to(cart_client):
+    page = cart_client.get("/checkout/").content.decode()
+
+    select = page[page.index('<select name="country"') : page.index("</select>")]
+    assert 'autocomplete="shipping country"' in select
+    assert '<option value="NL" selected>Netherlands</option>' in select
+    assert '<option value="GB">United Kingdom</option>' in select
+    assert len(re.findall(r"<option ", select)) == 30
+
+
+def test_a_sold_out_product_says_so_where_its_button_would_be(client):
+    sold_out = ProductFactory(name="Rare pot", stock=0)
+    ProductFactory(name="Clay pot", stock=3)
+
+    catalog = client.get("/").content.decode()
+    detail = client.get(f"/products/{sold_out.sku}/").content.decode()
+
+    card = catalog[catalog.index('class="card is-sold-out"') :]
+    card = card[: card.index("</article>")]
+    assert "Rare pot" in card and '<span class="sold-out">Sold out</span>' in card
+    assert "Add to cart" not in card
+    assert catalog.count("Add to cart") == 1  # the Clay pot's
+    assert '<span class="sold-out">Sold out</span>' in detail and "Add to cart" not in detail
+
+
+def test_form_labels_have_no_trailing_colon(cart_client, admin_client):
+    for page in (
+        cart_client.get("/checkout/").content.decode(),
+        admin_client.get("/ops/lab/").content.decode(),
+    ):
+        labels = re.findall(r"<label [^>]*>([^<]*)</label>", page)
+        assert labels, "no labels"
+        assert [label for label in labels if label.rstrip().endswith(":")] == []

@@ -3,6 +3,7 @@
 import pytest
 
 from follow_ups.models import FollowUp
+from orders import services
 from orders.models import Invoice
 from tests.factories import ProductFactory, place_order
 
@@ -97,3 +98,12 @@ def test_the_order_admin_page_links_to_the_customers_page_ops_and_flower(admin_c
     assert '<a href="/ops/">/ops/</a>' in page
     assert 'href="http://flower.example:5555/tasks"' in page
     assert f"search the tasks for {order.number}" in page
+
+
+def test_the_invoice_list_shows_each_invoices_own_number(admin_client):
+    order = place_order((ProductFactory(), 1)).order
+    services.invoice_create(order=order)
+
+    listing = admin_client.get("/admin/orders/invoice/").content.decode()
+
+    assert "INV-000001" in listing

@@ -98,7 +98,7 @@ def test_warehouse_rejection_is_permanent(warehouse, order):
         services.shipment_create(order=order)
 
 
-def test_invoice_is_a_real_pdf_with_the_order_number_rendered_once(order):
+def test_invoice_is_a_real_pdf_with_its_own_number_rendered_once(order):
     first = services.invoice_create(order=order)
     second = services.invoice_create(order=order)
 
@@ -106,7 +106,8 @@ def test_invoice_is_a_real_pdf_with_the_order_number_rendered_once(order):
     assert Invoice.objects.count() == 1
     reader = PdfReader(io.BytesIO(bytes(Invoice.objects.get().pdf)))
     text = "".join(page.extract_text() for page in reader.pages)
-    assert f"Invoice {order.number}" in text
+    assert "Invoice INV-000001" in text
+    assert f"Order {order.number} of" in text
     assert "Ann Example" in text
     assert "Celery seeds" in text
     assert "7.00" in text
@@ -132,8 +133,8 @@ def test_invoices_drawn_one_after_another_in_a_process_each_carry_only_their_own
         pdf = bytes(Invoice.objects.get(order=order).pdf)
         return "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
 
-    assert f"Invoice {first.number}" in text_of(first) and "Second thing" not in text_of(first)
-    assert f"Invoice {second.number}" in text_of(second) and "First thing" not in text_of(second)
+    assert f"Order {first.number}" in text_of(first) and "Second thing" not in text_of(first)
+    assert f"Order {second.number}" in text_of(second) and "First thing" not in text_of(second)
 
 
 def test_invoice_amounts_have_thousands_separators():
@@ -144,3 +145,39 @@ def test_invoice_amounts_have_thousands_separators():
 
     assert "1,234.50" in text and "2,469.00" in text
     assert "2469.00" not in text
+
+
+def test_an_invoice_names_the_seller_its_vat_number_and_the_vat_its_total_includes(settings):
+    settings.INVOICE_SELLER_NAME = "Groene Vingers B.V."
+    settings.INVOICE_SELLER_ADDRESS = "Tuinstraat 9\n3511 AA Utrecht\nNetherlands"
+    settings.INVOICE_SELLER_VAT_NUMBER = "NL123456789B01"
+    settings.INVOICE_VAT_PERCENT = 21
+    order = place_order((ProductFactory(price="121.00", stock=5), 1)).order
+
+    services.invoice_create(order=order)
+
+    text = PdfReader(io.BytesIO(bytes(Invoice.objects.get().pdf))).pages[0].extract_text()
+    for line in ("Groene Vingers B.V.", "Tuinstraat 9", "3511 AA Utrecht", "NL123456789B01"):
+        assert line in text
+    assert "Net (EUR)\n100.00" in text
+    assert "VAT 21%\n21.00" in text
+    assert "Total (EUR)\n121.00" in text
+    assert "Prices include VAT at 21%." in text
+
+
+def test_invoice_numbers_follow_one_another_without_gaps_even_when_a_render_fails(monkeypatch):
+    orders = [place_order((ProductFactory(), 1)).order for _ in range(3)]
+    services.invoice_create(order=orders[0])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the renderer broke")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "invoice_pdf", broken)
+        with pytest.raises(RuntimeError):
+            services.invoice_create(order=orders[1])  # its number is given back
+    services.invoice_create(order=orders[2])
+    services.invoice_create(order=orders[1])
+
+    numbers = {invoice.order_id: invoice.display_number for invoice in Invoice.objects.all()}
+    assert [numbers[order.pk] for order in orders] == ["INV-000001", "INV-000003", "INV-000002"]

@@ -52,3 +52,11 @@ def test_the_confirmation_email_writes_amounts_with_thousands_separators(setting
     services.confirmation_email_send(order=order)
 
     assert "Total: EUR 2,469.00" in mail.outbox[0].body
+
+
+def test_the_order_page_names_the_country_it_ships_to(client):
+    order = place_order((ProductFactory(), 1)).order
+
+    page = client.get(f"/orders/{order.pk}/").content.decode()
+
+    assert "Kerkstraat 1, 1017 GA Amsterdam, Netherlands</dd>" in page

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from follow_ups.models import FollowUp
 from orders import services
-from orders.selectors import ORDER_DELAYED_AFTER, follow_up_progress, order_progress
+from orders.selectors import follow_up_progress, order_delayed_after, order_progress
 from tests.factories import ProductFactory, place_order
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +54,7 @@ def test_polling_gets_the_progress_part_alone(client, order):
     assert response.status_code == 200
     assert 'id="order-progress"' in body
     assert "<html" not in body
-    assert "Email delivery is waiting to start" in body
+    assert "We are sending it to ann@example.com" in body
     assert "HX-Request" in response["Vary"]
 
 
@@ -84,9 +84,20 @@ def test_an_order_waiting_longer_than_usual_is_delayed(order):
     assert order_progress(order).state == "placed"
 
     FollowUp.objects.filter(label=order.number).update(
-        created_at=timezone.now() - ORDER_DELAYED_AFTER - timedelta(seconds=1)
+        created_at=timezone.now() - order_delayed_after() - timedelta(seconds=1)
     )
 
+    assert order_progress(order).state == "delayed"
+
+
+def test_how_long_before_an_order_counts_as_delayed_is_a_setting(order, settings):
+    FollowUp.objects.filter(label=order.number).update(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    settings.ORDER_DELAYED_AFTER_SECONDS = 600
+    assert order_progress(order).state == "placed"
+    settings.ORDER_DELAYED_AFTER_SECONDS = 30  # the default
     assert order_progress(order).state == "delayed"
 
 
@@ -100,7 +111,7 @@ def test_a_dead_follow_up_needs_our_attention_and_says_what_it_means(client, ord
     assert "Needs our attention" in page
     assert "Our team has been told and is on it; there is nothing you need to do." in page
     assert "Your order has not reached our warehouse yet" in page
-    assert "Warehouse sync stopped after 8 attempts" in page
+    assert "Your order has not reached our warehouse yet; our team is on it" in page
     assert "hx-trigger" not in page  # nothing is in flight: the page stops asking
     assert "503" not in page and "outage" not in page and "gave up" not in page
 
@@ -111,8 +122,7 @@ def test_a_dead_confirmation_names_the_address_it_could_not_reach(client, order)
     page = client.get(f"/orders/{order.pk}/").content.decode()
 
     assert "We could not email your confirmation to ann@example.com." in page
-    assert re.search(r"Email delivery stopped after 1 attempt\s*<", page)
-    assert "1 attempts" not in page
+    assert re.search(r"We could not deliver it; our team is on it\s*<", page)
     assert 'hx-trigger="every 2s"' in page  # the warehouse sync and invoice still run
 
 
@@ -128,31 +138,52 @@ def test_no_internal_error_reaches_the_customer_in_any_state(client, order):
                 assert fragment not in api
 
 
-def test_the_attempts_column_and_the_sentence_count_the_same_attempts(client, order):
-    set_follow_up(order, "confirmation_email", "retrying", 1)
+@pytest.mark.parametrize("status", ["pending", "running", "retrying", "waiting", "dead"])
+def test_the_customer_page_shows_no_engine_state_and_no_attempt_count(client, order, status):
+    for kind in INTERNAL_ERRORS:
+        set_follow_up(order, kind, status, 8)
+
+    page = client.get(f"/orders/{order.pk}/").content.decode()
+
+    main = page[page.index("<main>") : page.index("</main>")]
+    assert not re.search(r"\battempts?\b", main, re.IGNORECASE)
+    for engine_word in ("pending", "running", "retrying", "waiting", "dead", "succeeded"):
+        # Not as a word the customer reads (the data-status attribute and classes are markup).
+        assert not re.search(rf">[^<]*\b{engine_word}\b[^<]*<", main, re.IGNORECASE), engine_word
+
+
+def test_a_step_waiting_out_its_providers_outage_reads_as_a_delay_not_an_alarm(client, order):
+    set_follow_up(order, "confirmation_email", "waiting", 0, error="")
 
     body = progress_part(client, order)
+    page = client.get(f"/orders/{order.pk}/").content.decode()
 
     row = body[body.index('data-kind="confirmation_email"') :]
     row = row[: row.index("</tr>")]
-    assert '<td data-label="Attempts" class="num">1</td>' in row
-    assert "Email delivery is retrying (1 attempt so far)" in row
-    assert "attempt 2" not in row
+    assert '<span class="status delayed">Delayed</span>' in row
+    assert (
+        "Our email service is briefly unavailable; it goes out as soon as the service is back"
+        in row
+    )
+    assert "Delayed" in page[page.index('id="order-state"') :]
+    assert "Needs our attention" not in page and "needs_attention" not in page
 
 
 @pytest.mark.parametrize(
-    ("kind", "status", "attempts", "words"),
+    ("kind", "status", "words"),
     [
-        ("confirmation_email", "pending", 0, "Email delivery is waiting to start"),
-        ("warehouse_sync", "running", 3, "Warehouse sync is running, attempt 3"),
-        ("warehouse_sync", "retrying", 2, "Warehouse sync is retrying (2 attempts so far)"),
-        ("invoice", "dead", 8, "Invoice rendering stopped after 8 attempts"),
-        ("confirmation_email", "dead", 1, "Email delivery stopped after 1 attempt"),
-        ("invoice", "succeeded", 1, "Invoice rendering is done"),
+        ("confirmation_email", "pending", "We are sending it to ann@example.com"),
+        ("warehouse_sync", "running", "We are passing your order to our warehouse"),
+        ("warehouse_sync", "retrying", "Our warehouse is slow to answer; we keep trying"),
+        ("invoice", "dead", "Not ready yet; our team is on it"),
+        ("confirmation_email", "dead", "We could not deliver it; our team is on it"),
+        ("confirmation_email", "succeeded", "Sent to ann@example.com"),
     ],
 )
-def test_each_state_has_its_sentence(kind, status, attempts, words):
-    assert follow_up_progress(FollowUp(kind=kind, status=status, attempts=attempts)) == words
+def test_each_step_and_state_has_its_sentence_in_the_customers_words(kind, status, words):
+    follow_up = FollowUp(kind=kind, status=status, attempts=3)
+
+    assert follow_up_progress(follow_up, email="ann@example.com") == words
 
 
 def test_the_state_is_a_live_region_for_screen_readers(client, order):

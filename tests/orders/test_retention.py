@@ -241,7 +241,7 @@ def test_an_order_whose_follow_ups_were_pruned_reads_ready_with_its_invoice_stil
     assert [kind for kind, _ in progress.pruned_steps] == services.CHECKOUT_KINDS
     assert 'data-status="ready"' in page
     assert f'href="/orders/{order.pk}/invoice.pdf"' in page
-    assert page.count('<span class="status succeeded">succeeded</span>') == 3
+    assert page.count('<span class="status ready">Done</span>') == 3
 
 
 def test_an_invoice_pdf_dropped_by_retention_is_drawn_again_when_asked_for(settings):
