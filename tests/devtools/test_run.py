@@ -119,8 +119,10 @@ def test_a_worker_still_busy_after_the_grace_is_stopped(tmp_path):
         stopped_at = time.monotonic()
         honcho.send_signal(signal.SIGINT)
 
-        assert honcho.wait(15) is not None
-        assert time.monotonic() - stopped_at < 10
+        # Not the 100 s grace of make run: stopped a few seconds after this one (2 s), plus honcho's
+        # 5 s tick, with room for a loaded CI machine.
+        assert honcho.wait(30) is not None
+        assert time.monotonic() - stopped_at < 25
     finally:
         if honcho.poll() is None:
             os.killpg(honcho.pid, signal.SIGKILL)
