@@ -630,8 +630,9 @@ def checkout_throttle_reserve(*, client: str) -> ThrottleSlot | None:
     for _ in range(2):
         if window.filter(failures__lt=limit).update(failures=F("failures") + 1):
             return ThrottleSlot(client=client, window_start=window_start)
-        if window.exists():
+        if window.filter(failures__gte=limit).exists():
             raise CheckoutThrottled(max(1, math.ceil(left)))
+        # No window yet, or one another request opened a moment ago: open it, or take a slot in it.
         try:
             with transaction.atomic():
                 CheckoutFailures.objects.create(
