@@ -5,7 +5,8 @@ An idle consumer polls each of its queues every 0.1 s (``polling_interval``). Be
 messages lay in one folder and each poll listed and sorted all of it; now each queue has its own
 folder. Both ways are timed in the same run, interleaved (bench/micro.py's ``medians``), on a fresh
 folder per layout, for a poll of an empty queue (what an idle worker does all day) and a poll that
-takes one message. The other queue is a dead consumer's (``celeryev.<uuid>``), as in issue 23.
+takes one message. The other queue is a dead consumer's (``celeryev.<uuid>``): a Flower or other
+event consumer killed while its queue stays bound, the way the folder used to grow.
 With ``--worker-cpu FORMER_CHECKOUT`` (a copy of the tree before, e.g. ``git archive c2a8906``)
 it also runs an idle worker as the Procfile's ``worker-default`` on each layout with the other
 queue's messages in place, and reports the CPU it used over ``--cpu-seconds``. Writes

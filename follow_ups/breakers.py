@@ -66,9 +66,17 @@ def breaker_admit(*, provider: str, follow_up_id: int) -> Admission:
         return Admission.RUN
     if breaker_view(provider=provider, fresh=True).state == State.CLOSED:
         return Admission.RUN
-    now = clock.now()
-    # The probe slot: due, and free (or ours: the relay named this row, or a lapsed probe).
-    taken = (
+    taken = _probe_slot_take(provider=provider, follow_up_id=follow_up_id, now=clock.now())
+    if taken:
+        logger.info("breaker %s: follow-up %s probes the provider", provider, follow_up_id)
+        return Admission.PROBE
+    return Admission.WAIT
+
+
+def _probe_slot_take(*, provider: str, follow_up_id: int, now) -> bool:
+    """Name ``follow_up_id`` the probe of an open or half-open breaker whose probe is due, if the
+    slot is free (none named, the named one lapsed, or it is this follow-up already)."""
+    return bool(
         Breaker.objects.filter(provider=provider, probe_at__lte=now)
         .exclude(state=State.CLOSED)
         .filter(
@@ -83,10 +91,6 @@ def breaker_admit(*, provider: str, follow_up_id: int) -> Admission:
             changed_at=now,
         )
     )
-    if taken:
-        logger.info("breaker %s: follow-up %s probes the provider", provider, follow_up_id)
-        return Admission.PROBE
-    return Admission.WAIT
 
 
 def breaker_record_success(*, provider: str, admission: Admission) -> None:
@@ -176,18 +180,18 @@ def breakers_tend(*, now, elapsed_seconds: float) -> TendReport:
         return report
     states = dict(Breaker.objects.values_list("provider", "state"))
     providers = {kind.provider for kind in registry.kinds() if kind.provider}
+    kinds_by_deadline: dict[timedelta, list[str]] = {}
     for kind in registry.kinds():
+        kinds_by_deadline.setdefault(kind.deadline, []).append(kind.name)
+    for deadline, kinds in kinds_by_deadline.items():  # usually one: every kind's default
         report.buried += FollowUp.objects.filter(
-            status=FollowUp.Status.WAITING,
-            kind=kind.name,
-            retrying_since__lt=now - kind.deadline,
+            status=FollowUp.Status.WAITING, kind__in=kinds, retrying_since__lt=now - deadline
         ).update(
             status=FollowUp.Status.DEAD,
             finished_at=now,
             updated_at=now,
             last_error=Value(
-                f"gave up after {kind.deadline.total_seconds() / 3600:g} h: "
-                "its provider did not answer"
+                f"gave up after {deadline.total_seconds() / 3600:g} h: its provider did not answer"
             ),
         )
     budget = max(1, int(settings.FOLLOW_UP_BREAKER_RELEASE_PER_SECOND * max(elapsed_seconds, 1.0)))
@@ -199,21 +203,10 @@ def breakers_tend(*, now, elapsed_seconds: float) -> TendReport:
             ids = list(waiting.values_list("pk", flat=True)[:budget])
             report.released += _release(ids, now)
             continue
-        free = Q(probe_follow_up_id__isnull=True) | Q(probe_expires_at__lt=now)
         candidate = waiting.values_list("pk", flat=True).first()
-        if candidate is None:
-            continue
-        named = (
-            Breaker.objects.filter(free, provider=provider, probe_at__lte=now)
-            .exclude(state=State.CLOSED)
-            .update(
-                state=State.HALF_OPEN,
-                probe_follow_up_id=candidate,
-                probe_expires_at=now + timedelta(seconds=PROBE_SECONDS),
-                changed_at=now,
-            )
-        )
-        if named:
+        if candidate is not None and _probe_slot_take(
+            provider=provider, follow_up_id=candidate, now=now
+        ):
             report.probes += _release([candidate], now)
     return report
 

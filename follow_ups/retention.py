@@ -17,28 +17,23 @@ from scheduling.retention import retention_cutoff, rows_delete_in_chunks
 def follow_ups_prune(*, now: datetime, deadline: float | None = None) -> dict:
     """Delete succeeded rows finished before their retention, then dead rows untouched (not
     replayed) for theirs, a chunk per transaction; their digest notices go with them."""
-    counts = {"follow_ups_succeeded": 0, "follow_ups_dead": 0}
-    succeeded_before = retention_cutoff(now=now, days=settings.FOLLOW_UP_RETENTION_DAYS)
-    if succeeded_before is not None:
-        # created_at first: the (status, created_at) index finds the candidates.
-        counts["follow_ups_succeeded"] = rows_delete_in_chunks(
-            rows=FollowUp.objects.filter(
-                status=FollowUp.Status.SUCCEEDED,
-                created_at__lt=succeeded_before,
-                updated_at__lt=succeeded_before,
-            ),
-            deadline=deadline,
-        )
-    dead_before = retention_cutoff(now=now, days=settings.FOLLOW_UP_DEAD_RETENTION_DAYS)
-    if dead_before is not None:
-        # A replay sets updated_at, so a dead letter replayed lately is not "old".
-        counts["follow_ups_dead"] = rows_delete_in_chunks(
-            rows=FollowUp.objects.filter(
-                status=FollowUp.Status.DEAD,
-                created_at__lt=dead_before,
-                updated_at__lt=dead_before,
-            ),
-            deadline=deadline,
+    counts = {}
+    # A replay sets updated_at, so a dead letter replayed lately is not "old"; created_at comes
+    # first so the (status, created_at) index finds the candidates.
+    for name, status, days in (
+        ("follow_ups_succeeded", FollowUp.Status.SUCCEEDED, settings.FOLLOW_UP_RETENTION_DAYS),
+        ("follow_ups_dead", FollowUp.Status.DEAD, settings.FOLLOW_UP_DEAD_RETENTION_DAYS),
+    ):
+        before = retention_cutoff(now=now, days=days)
+        counts[name] = (
+            0
+            if before is None
+            else rows_delete_in_chunks(
+                rows=FollowUp.objects.filter(
+                    status=status, created_at__lt=before, updated_at__lt=before
+                ),
+                deadline=deadline,
+            )
         )
     return counts
 

@@ -62,11 +62,28 @@ def connection(tmp_path):
         yield connection
 
 
-def test_settings_use_this_transport_for_the_embedded_default():
-    if os.environ.get("CELERY_BROKER_URL"):
-        pytest.skip("the suite runs on a broker server")
-    assert settings.CELERY_BROKER_TRANSPORT == "config.broker:AtomicFilesystemTransport"
-    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["legacy_queue_expires"] == {
+def test_settings_use_this_transport_for_the_embedded_default(tmp_path):
+    # Read in a process of its own with no broker set, so every pass of the suite (on a broker
+    # server too) checks the embedded default's settings.
+    environment = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"}
+    read = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, django; django.setup(); from django.conf import settings; "
+            "print(json.dumps([settings.CELERY_BROKER_TRANSPORT, "
+            "settings.CELERY_BROKER_TRANSPORT_OPTIONS['legacy_queue_expires']]))",
+        ],
+        env=environment | {"DJANGO_SETTINGS_MODULE": "config.settings", "VAR_DIR": str(tmp_path)},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    transport, legacy_queue_expires = json.loads(read.stdout.strip().splitlines()[-1])
+    assert transport == "config.broker:AtomicFilesystemTransport"
+    assert legacy_queue_expires == {
         "celeryev": 60.0,
         "celery.pidbox": 10.0,
         "reply.celery.pidbox": 10.0,
